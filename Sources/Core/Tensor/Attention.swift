@@ -1,0 +1,148 @@
+/// A block of attention probability rows handed to an `AttentionProbabilityHook`: rows
+/// firstRow..<firstRow+rowCount of head `head` of batch item `batch`, each `keyCount` wide
+/// (softmax already applied), stored contiguously with row stride `keyCount`.
+public struct AttentionProbabilities {
+    public let batch: Int
+    public let head: Int
+    public let firstRow: Int
+    public let rowCount: Int
+    public let keyCount: Int
+    public let rows: UnsafeMutablePointer<Float>
+}
+
+/// Transforms (or records) the probability rows of chosen batch items after the softmax and before
+/// they multiply V — the seam the cross-image "contrast" step (ALGORITHM.md §8) and the attention
+/// recording for self-segmentation (§9) plug into.
+///
+/// Threading contract: `transform` may run on several pool threads at once, but all heads of one
+/// (batch, row block) run in head order on one thread, so accumulating over heads into per-row
+/// storage needs no locking.
+public struct AttentionProbabilityHook {
+    public var appliesTo: (Int) -> Bool
+    public var transform: (AttentionProbabilities) -> Void
+
+    public init(appliesTo: @escaping (Int) -> Bool, transform: @escaping (AttentionProbabilities) -> Void) {
+        self.appliesTo = appliesTo
+        self.transform = transform
+    }
+}
+
+/// Where one attention operand's elements are: element (batch b, head h, token t, channel i) is at
+/// `base + b·batchStride + h·headStride + t·tokenStride + i` (channels contiguous, as sgemm needs).
+struct AttentionOperand {
+    let base: UnsafePointer<Float>
+    let batchStride, headStride, tokenStride, tokens: Int
+
+    func at(batch: Int, head: Int) -> UnsafePointer<Float> { base + batch * batchStride + head * headStride }
+}
+
+public enum Attention {
+    /// Scaled-dot-product attention in the projection layout: q [B, Nq, H·d], k and v [Bkv, Nk, H·d]
+    /// → [B, Nq, H·d], per head softmax(Q·Kᵀ/√d)·V. `keyValueSource[b]` names the batch item of k/v
+    /// that query item b attends to (identity by default), so one item can use another's keys and
+    /// values with no copy. Heads are read in place through strides; nothing is transposed.
+    public static func attention(
+        q: Tensor, k: Tensor, v: Tensor, heads: Int,
+        keyValueSource: [Int]? = nil, hook: AttentionProbabilityHook? = nil
+    ) -> Tensor {
+        precondition(q.rank == 3 && k.rank == 3 && v.rank == 3, "attention needs [B, N, H·d] operands")
+        precondition(k.shape == v.shape && k.dim(2) == q.dim(2), "attention: q \(q.shape), k \(k.shape), v \(v.shape)")
+        let (batch, nq, width) = (q.shape[0], q.shape[1], q.shape[2])
+        let nk = k.shape[1]
+        precondition(width % heads == 0, "attention: width \(width) not divisible by \(heads) heads")
+        var out = Tensor(uninitializedShape: q.shape)
+        q.withUnsafePointer { qp in
+            k.withUnsafePointer { kp in
+                v.withUnsafePointer { vp in
+                    out.withUnsafeMutablePointer { op in
+                        let d = width / heads
+                        run(
+                            q: AttentionOperand(base: qp, batchStride: nq * width, headStride: d, tokenStride: width, tokens: nq),
+                            k: AttentionOperand(base: kp, batchStride: nk * width, headStride: d, tokenStride: width, tokens: nk),
+                            v: AttentionOperand(base: vp, batchStride: nk * width, headStride: d, tokenStride: width, tokens: nk),
+                            out: op, outBatchStride: nq * width, outHeadStride: d, outTokenStride: width,
+                            batch: batch, heads: heads, headDim: d,
+                            keyValueSource: keyValueSource ?? Array(0..<batch), keyValueBatches: k.shape[0], hook: hook)
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// The same computation in PyTorch's `scaled_dot_product_attention` layout: q [B, H, Nq, d],
+    /// k and v [B, H, Nk, d] → [B, H, Nq, d].
+    public static func attentionHeadsFirst(q: Tensor, k: Tensor, v: Tensor, hook: AttentionProbabilityHook? = nil) -> Tensor {
+        precondition(q.rank == 4 && k.shape == v.shape && k.rank == 4, "attentionHeadsFirst needs [B, H, N, d]")
+        let (batch, heads, nq, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
+        let nk = k.shape[2]
+        precondition(k.shape[0] == batch && k.shape[1] == heads && k.shape[3] == d, "attention: q \(q.shape), k \(k.shape)")
+        var out = Tensor(uninitializedShape: q.shape)
+        q.withUnsafePointer { qp in
+            k.withUnsafePointer { kp in
+                v.withUnsafePointer { vp in
+                    out.withUnsafeMutablePointer { op in
+                        run(
+                            q: AttentionOperand(base: qp, batchStride: heads * nq * d, headStride: nq * d, tokenStride: d, tokens: nq),
+                            k: AttentionOperand(base: kp, batchStride: heads * nk * d, headStride: nk * d, tokenStride: d, tokens: nk),
+                            v: AttentionOperand(base: vp, batchStride: heads * nk * d, headStride: nk * d, tokenStride: d, tokens: nk),
+                            out: op, outBatchStride: heads * nq * d, outHeadStride: nq * d, outTokenStride: d,
+                            batch: batch, heads: heads, headDim: d,
+                            keyValueSource: Array(0..<batch), keyValueBatches: batch, hook: hook)
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// Rows of queries per work item: the score block [rows, Nk] is sized to stay in L2 (~512 KB),
+    /// and small enough that there are at least four items per thread to balance.
+    static func rowBlock(keys: Int, queries: Int, batch: Int, threads: Int) -> Int {
+        let fit = max(16, (512 * 1024 / 4) / max(keys, 1) / 16 * 16)
+        let wantedBlocks = max(1, (4 * threads + batch - 1) / batch)
+        let balanced = max(16, roundUp((queries + wantedBlocks - 1) / wantedBlocks, 16))
+        return min(fit, balanced, max(queries, 1))
+    }
+
+    /// Work item = (batch item, block of query rows); inside it every head in order:
+    /// S = (1/√d)·Q_blk·Kᵀ (sgemm into scratch [rows, Nk]), row softmax, hook, O_blk = P·V (sgemm
+    /// straight into the output at its strides). Scratch is one score block per thread, whatever
+    /// the batch size or token count.
+    static func run(
+        q: AttentionOperand, k: AttentionOperand, v: AttentionOperand,
+        out: UnsafeMutablePointer<Float>, outBatchStride: Int, outHeadStride: Int, outTokenStride: Int,
+        batch: Int, heads: Int, headDim d: Int,
+        keyValueSource: [Int], keyValueBatches: Int, hook: AttentionProbabilityHook?
+    ) {
+        precondition(keyValueSource.count == batch && keyValueSource.allSatisfy { (0..<keyValueBatches).contains($0) },
+                     "attention: keyValueSource \(keyValueSource) does not fit \(keyValueBatches) key/value items")
+        let nq = q.tokens, nk = k.tokens
+        let block = rowBlock(keys: nk, queries: nq, batch: batch, threads: ComputePool.shared.threadCount)
+        let blocks = (nq + block - 1) / block
+        let scale = 1 / Float(d).squareRoot()
+        let hooked = (0..<batch).map { b in hook?.appliesTo(b) ?? false }
+        ComputePool.shared.parallelFor(batch * blocks) { item, scratch in
+            let b = item / blocks
+            let first = (item % blocks) * block
+            let rows = min(block, nq - first)
+            let scores = scratch.floats(rows * nk)
+            let source = keyValueSource[b]
+            for h in 0..<heads {
+                let qBlock = q.at(batch: b, head: h) + first * q.tokenStride
+                // [rows, d] × [Nk, d]ᵀ → [rows, Nk]; the 1/√d scale is applied inside the softmax.
+                Gemm.sgemmSerial(qBlock, .normal, lda: q.tokenStride, k.at(batch: source, head: h), .transposed,
+                                 ldb: k.tokenStride, scores, ldc: nk, m: rows, n: nk, k: d)
+                RowSoftmax.apply(scores, rows: rows, width: nk, stride: nk, scale: scale)
+                if hooked[b], let hook {
+                    hook.transform(AttentionProbabilities(batch: b, head: h, firstRow: first, rowCount: rows,
+                                                          keyCount: nk, rows: scores))
+                }
+                // [rows, Nk] × [Nk, d] → [rows, d] at the output's strides.
+                let o = out + b * outBatchStride + h * outHeadStride + first * outTokenStride
+                Gemm.sgemmSerial(scores, .normal, lda: nk, v.at(batch: source, head: h), .normal, ldb: v.tokenStride,
+                                 o, ldc: outTokenStride, m: rows, n: d, k: nk)
+            }
+        }
+    }
+}

@@ -1,0 +1,153 @@
+import COpenBLAS
+
+/// Matrix multiply through OpenBLAS `cblas_sgemm`: the only file that imports BLAS.
+///
+/// OpenBLAS is set to one thread: parallelism comes from `ComputePool`, which cuts a product into
+/// row or column panels and runs one single-threaded sgemm per panel. One set of threads for the
+/// whole engine means no oversubscription, and no idle OpenBLAS threads spinning while the pool runs
+/// norms and softmax.
+public enum Gemm {
+    /// Whether an operand is read as stored or transposed.
+    public enum Layout: Sendable { case normal, transposed }
+
+    private static let configureOnce: Void = { openblas_set_num_threads(1) }()
+
+    /// Row-major `C = alpha · op(A) · op(B) + beta · C` on the calling thread only.
+    /// op(A): [m, k] (A stored [m, k] with row stride lda, or [k, m] when transposed);
+    /// op(B): [k, n]; C: [m, n] with row stride ldc.
+    public static func sgemmSerial(
+        _ a: UnsafePointer<Float>, _ layoutA: Layout, lda: Int,
+        _ b: UnsafePointer<Float>, _ layoutB: Layout, ldb: Int,
+        _ c: UnsafeMutablePointer<Float>, ldc: Int,
+        m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float = 0
+    ) {
+        _ = configureOnce
+        guard m > 0, n > 0 else { return }
+        guard k > 0 else {
+            // BLAS leaves C untouched when k == 0 only for beta == 1; make it C = beta · C always.
+            for row in 0..<m { for col in 0..<n { c[row * ldc + col] *= beta } }
+            return
+        }
+        cblas_sgemm(
+            CblasRowMajor,
+            layoutA == .normal ? CblasNoTrans : CblasTrans,
+            layoutB == .normal ? CblasNoTrans : CblasTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// `sgemmSerial` split over the compute pool: along n (column panels) when n is the larger
+    /// side, along m (row panels) otherwise. The panels depend only on the pool's thread count, so
+    /// results repeat bit for bit from run to run; they differ from an unsplit call by rounding
+    /// (OpenBLAS's edge tiles sum in another order).
+    public static func sgemm(
+        _ a: UnsafePointer<Float>, _ layoutA: Layout, lda: Int,
+        _ b: UnsafePointer<Float>, _ layoutB: Layout, ldb: Int,
+        _ c: UnsafeMutablePointer<Float>, ldc: Int,
+        m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float = 0,
+        pool: ComputePool = .shared
+    ) {
+        let parts = pool.preferredSplit
+        // Below ~4 MFLOP the panel handoff costs more than it saves.
+        if parts == 1 || m * n * k < 2_000_000 || (m < 32 && n < 32) {
+            sgemmSerial(a, layoutA, lda: lda, b, layoutB, ldb: ldb, c, ldc: ldc,
+                        m: m, n: n, k: k, alpha: alpha, beta: beta)
+            return
+        }
+        let splitColumns = n >= m
+        let extent = splitColumns ? n : m
+        // Panels are multiples of 16 so that the kernel's register tiles stay full.
+        let panel = ((extent + parts - 1) / parts + 15) / 16 * 16
+        let panelCount = (extent + panel - 1) / panel
+        pool.parallelFor(panelCount) { p in
+            let start = p * panel
+            let size = min(panel, extent - start)
+            if splitColumns {
+                let bPanel = layoutB == .normal ? b + start : b + start * ldb
+                sgemmSerial(a, layoutA, lda: lda, bPanel, layoutB, ldb: ldb, c + start, ldc: ldc,
+                            m: m, n: size, k: k, alpha: alpha, beta: beta)
+            } else {
+                let aPanel = layoutA == .normal ? a + start * lda : a + start
+                sgemmSerial(aPanel, layoutA, lda: lda, b, layoutB, ldb: ldb, c + start * ldc, ldc: ldc,
+                            m: size, n: n, k: k, alpha: alpha, beta: beta)
+            }
+        }
+    }
+
+    /// OpenBLAS's own multithreaded sgemm with `threads` threads (benchmark comparison only; the
+    /// engine never calls it). Restores single-threaded mode before returning.
+    public static func sgemmOpenBLASThreaded(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+        m: Int, n: Int, k: Int, threads: Int
+    ) {
+        _ = configureOnce
+        openblas_set_num_threads(Int32(threads))
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
+                    1, a, Int32(k), b, Int32(n), 0, c, Int32(n))
+        openblas_set_num_threads(1)
+    }
+
+    /// The OpenBLAS build's self-description, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH … Haswell".
+    public static var backendDescription: String {
+        guard let config = openblas_get_config() else { return "OpenBLAS" }
+        return String(cString: config)
+    }
+}
+
+extension Tensor {
+    /// Matrix product of the last two dimensions, broadcasting nothing: [..., m, k] × [..., k, n]
+    /// → [..., m, n] with equal leading dimensions (batched), or [..., m, k] × [k, n] (shared B).
+    public func matmul(_ other: Tensor) -> Tensor {
+        precondition(rank >= 2 && other.rank >= 2, "matmul needs rank ≥ 2: \(shape) × \(other.shape)")
+        let m = dim(-2), k = dim(-1), n = other.dim(-1)
+        precondition(other.dim(-2) == k, "matmul inner dimensions differ: \(shape) × \(other.shape)")
+        let batch = count / max(m * k, 1)
+        let sharedB = other.rank == 2
+        precondition(sharedB || other.count / max(k * n, 1) == batch,
+                     "matmul batch dimensions differ: \(shape) × \(other.shape)")
+        var out = Tensor(uninitializedShape: Array(shape.dropLast()) + [n])
+        withUnsafePointer { a in
+            other.withUnsafePointer { b in
+                out.withUnsafeMutablePointer { c in
+                    if sharedB {
+                        // All batch rows at once: one [batch·m, k] × [k, n] product.
+                        Gemm.sgemm(a, .normal, lda: k, b, .normal, ldb: n, c, ldc: n,
+                                   m: batch * m, n: n, k: k)
+                    } else {
+                        for i in 0..<batch {
+                            Gemm.sgemm(a + i * m * k, .normal, lda: k, b + i * k * n, .normal, ldb: n,
+                                       c + i * m * n, ldc: n, m: m, n: n, k: k)
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// PyTorch `nn.Linear`: `x · Wᵀ + b` over the last dimension.
+    /// x: [..., in], weight: [out, in] (PyTorch layout, not transposed on load), bias: [out] → [..., out].
+    public func linear(weight: Tensor, bias: Tensor?) -> Tensor {
+        let inFeatures = dim(-1), outFeatures = weight.dim(0)
+        precondition(weight.shape == [outFeatures, inFeatures],
+                     "linear weight \(weight.shape) does not fit input \(shape)")
+        let rows = count / max(inFeatures, 1)
+        var out = Tensor(uninitializedShape: Array(shape.dropLast()) + [outFeatures])
+        out.withUnsafeMutablePointer { c in
+            if let bias {
+                precondition(bias.shape == [outFeatures], "linear bias \(bias.shape) ≠ [\(outFeatures)]")
+                bias.withUnsafePointer { b in
+                    for r in 0..<rows { (c + r * outFeatures).update(from: b, count: outFeatures) }
+                }
+            }
+            withUnsafePointer { x in
+                weight.withUnsafePointer { w in
+                    // [rows, in] × [out, in]ᵀ → [rows, out]
+                    Gemm.sgemm(x, .normal, lda: inFeatures, w, .transposed, ldb: inFeatures,
+                               c, ldc: outFeatures, m: rows, n: outFeatures, k: inFeatures,
+                               beta: bias == nil ? 0 : 1)
+                }
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,140 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// Element types of the safetensors format. All are recognised (real checkpoints carry I64
+/// `position_ids`, for example); F32, F16 and BF16 convert to Float32.
+public enum SafetensorsDType: String, Sendable, CaseIterable {
+    case bool = "BOOL", u8 = "U8", i8 = "I8", f8e4m3 = "F8_E4M3", f8e5m2 = "F8_E5M2"
+    case i16 = "I16", u16 = "U16", f16 = "F16", bf16 = "BF16"
+    case i32 = "I32", u32 = "U32", f32 = "F32"
+    case f64 = "F64", i64 = "I64", u64 = "U64"
+
+    public var byteSize: Int {
+        switch self {
+        case .bool, .u8, .i8, .f8e4m3, .f8e5m2: return 1
+        case .i16, .u16, .f16, .bf16: return 2
+        case .i32, .u32, .f32: return 4
+        case .f64, .i64, .u64: return 8
+        }
+    }
+}
+
+/// One tensor's header entry; `dataRange` is relative to the start of the data section.
+public struct SafetensorsEntry: Equatable, Sendable {
+    public let name: String
+    public let dtype: SafetensorsDType
+    public let shape: [Int]
+    public let dataRange: Range<Int>
+}
+
+/// A `.safetensors` file mapped read-only into memory, its header fully validated on open.
+///
+/// Format: an unsigned 64-bit little-endian header length N, N bytes of UTF-8 JSON mapping each
+/// tensor name to {"dtype", "shape", "data_offsets": [begin, end]} (plus an optional
+/// "__metadata__" string map), then the data section. Tensors must lie inside the data section,
+/// must not overlap, must cover it with no holes, and must have exactly shape × dtype size bytes.
+/// Pages are only read when a tensor is loaded, so the peak memory of loading a half-precision file
+/// is the Float32 result plus the page cache, never a second full copy.
+public final class SafetensorsFile {
+    public let path: String
+    public let entries: [String: SafetensorsEntry]
+    public let metadata: [String: String]
+    private let mapping: UnsafeRawPointer
+    private let mappedSize: Int
+    private let dataStart: Int
+
+    /// Header size cap, as in the reference implementation: a larger "header" is a corrupt file.
+    static let maximumHeaderLength: UInt64 = 100 << 20
+
+    public init(path: String) throws {
+        self.path = path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SafetensorsError.cannotOpen(file: path, reason: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            throw SafetensorsError.cannotOpen(file: path, reason: String(cString: strerror(errno)))
+        }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw SafetensorsError.cannotOpen(file: path, reason: "not a regular file")
+        }
+        let size = Int(info.st_size)
+        guard size >= 8 else { throw SafetensorsError.truncatedHeader(file: path, fileSize: size) }
+        guard let raw = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), raw != MAP_FAILED else {
+            throw SafetensorsError.cannotOpen(file: path, reason: "mmap: " + String(cString: strerror(errno)))
+        }
+        let base = UnsafeRawPointer(raw)
+        do {
+            let headerLength = base.loadUnaligned(as: UInt64.self).littleEndian
+            guard headerLength <= UInt64(size - 8), headerLength <= Self.maximumHeaderLength else {
+                throw SafetensorsError.headerLengthBeyondFile(file: path, headerLength: headerLength, fileSize: size)
+            }
+            let header = Data(bytes: base + 8, count: Int(headerLength))
+            let parsed = try SafetensorsHeader.parse(header, file: path, dataSize: size - 8 - Int(headerLength))
+            entries = parsed.entries
+            metadata = parsed.metadata
+            dataStart = 8 + Int(headerLength)
+        } catch {
+            munmap(raw, size)
+            throw error
+        }
+        mapping = base
+        mappedSize = size
+    }
+
+    deinit { munmap(UnsafeMutableRawPointer(mutating: mapping), mappedSize) }
+
+    /// Tensor names in a stable (sorted) order.
+    public var names: [String] { entries.keys.sorted() }
+
+    /// The raw bytes of a tensor, as stored (valid while this file object lives).
+    public func rawBytes(_ name: String) throws -> UnsafeRawBufferPointer {
+        guard let entry = entries[name] else { throw SafetensorsError.tensorNotFound(file: path, tensor: name) }
+        return UnsafeRawBufferPointer(start: mapping + dataStart + entry.dataRange.lowerBound, count: entry.dataRange.count)
+    }
+
+    /// Loads a tensor as Float32 (F32 copied; F16 and BF16 widened exactly).
+    public func tensor(_ name: String) throws -> Tensor {
+        guard let entry = entries[name] else { throw SafetensorsError.tensorNotFound(file: path, tensor: name) }
+        let bytes = try rawBytes(name)
+        var out = Tensor(uninitializedShape: entry.shape)
+        let n = out.count
+        guard let source = bytes.baseAddress else { return out }  // empty tensor
+        switch entry.dtype {
+        case .f32:
+            out.withUnsafeMutablePointer { UnsafeMutableRawPointer($0).copyMemory(from: source, byteCount: n * 4) }
+        case .f16:
+            out.withUnsafeMutablePointer { dst in
+                parallelRanges(n, grain: 1 << 16) { r in HalfConversion.f16ToF32(source, dst, r) }
+            }
+        case .bf16:
+            out.withUnsafeMutablePointer { dst in
+                parallelRanges(n, grain: 1 << 16) { r in HalfConversion.bf16ToF32(source, dst, r) }
+            }
+        default:
+            throw SafetensorsError.unsupportedConversion(file: path, tensor: name, dtype: entry.dtype.rawValue)
+        }
+        return out
+    }
+}
+
+/// Widening of 16-bit floats, bit-exact.
+enum HalfConversion {
+    static func f16ToF32(_ src: UnsafeRawPointer, _ dst: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
+        for i in range {
+            let bits = src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian
+            dst[i] = Float(Float16(bitPattern: bits))
+        }
+    }
+
+    static func bf16ToF32(_ src: UnsafeRawPointer, _ dst: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
+        for i in range {
+            let bits = src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian
+            dst[i] = Float(bitPattern: UInt32(bits) << 16)
+        }
+    }
+}

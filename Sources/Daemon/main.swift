@@ -1,0 +1,19 @@
+import Core
+import Wire
+import Foundation
+
+// xattnd: the service. For now: `doctor`, which checks the C libraries and the compute setup.
+let arguments = Array(CommandLine.arguments.dropFirst())
+switch arguments.first {
+case "--version", "version":
+    print("xattnd (protocol \(WireProtocol.version))")
+case "doctor":
+    print("compute threads: \(ComputePool.shared.threadCount)")
+    print("blas: \(Gemm.backendDescription)")
+    print("libpng: \(PNGLibrary.version)")
+    print("inotify: \(InotifyTools.initialize() ? "available" : "unavailable (hot folders will poll)")")
+    print("systemd notify socket: \(Systemd.notify("STATUS=doctor") ? "present" : "absent")")
+default:
+    FileHandle.standardError.write(Data("usage: xattnd doctor | --version\n".utf8))
+    exit(2)
+}
