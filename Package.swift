@@ -2,11 +2,32 @@
 // xattn: zero-shot appearance transfer (Cross-Image Attention, SD 1.5) as a Linux workstation service.
 // Layout and module boundaries: ../shared/docs/ARCHITECTURE.md.
 import PackageDescription
+import Foundation
+
+/// The CPU the engine's vector code is compiled for. Swift has no per-function multiversioning,
+/// and the baseline x86-64 (SSE2) halves the width of every exp/norm loop and has no FMA, so an
+/// x86-64 build host with AVX2 and FMA builds for `haswell` (x86-64-v3), like `-march=native`
+/// for a workstation that builds from source. `XATTN_TARGET_CPU=NAME` picks another CPU;
+/// `XATTN_TARGET_CPU=none` keeps the portable baseline.
+func engineTargetCPU() -> String? {
+    if let chosen = ProcessInfo.processInfo.environment["XATTN_TARGET_CPU"] {
+        return chosen == "none" || chosen.isEmpty ? nil : chosen
+    }
+    #if arch(x86_64) && os(Linux)
+    guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+          let flags = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return nil }
+    let set = Set(flags.split(separator: " ").map(String.init))
+    return set.isSuperset(of: ["avx2", "fma", "f16c"]) ? "haswell" : nil
+    #else
+    return nil
+    #endif
+}
 
 /// The numeric engine passes raw buffers into its compute pool's closures; Swift 6's strict
 /// sendability checking would demand a wrapper at every kernel for no safety gain (the pool joins
 /// before returning), so the engine targets stay in the Swift 5 language mode.
 let engineSettings: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+    + (engineTargetCPU().map { [.unsafeFlags(["-target-cpu", $0])] } ?? [])
 
 let package = Package(
     name: "xattn",

@@ -9,7 +9,7 @@ enum RowSoftmax {
             // Pass 1: the row maximum (subtracted for stability, as every softmax does).
             var m8 = Float8(repeating: -.infinity)
             var i = 0
-            while i + 8 <= width { m8 = pointwiseMax(m8, load8(x + i)); i += 8 }
+            while i + 8 <= width { m8 = vmax(m8, load8(x + i)); i += 8 }
             var maxValue = hmax(m8)
             while i < width { maxValue = Swift.max(maxValue, x[i]); i += 1 }
             // Pass 2: exponentials and their sum.

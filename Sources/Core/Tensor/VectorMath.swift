@@ -8,22 +8,26 @@ public typealias Float8 = SIMD8<Float>
 /// outside are clamped (so e^−∞ gives ≈ 1e−38, not 0 — harmless for softmax and sigmoid).
 @inline(__always)
 public func vexp(_ input: Float8) -> Float8 {
-    let x = input.clamped(lowerBound: Float8(repeating: -87.33654), upperBound: Float8(repeating: 88.72283))
-    // n = round(x / ln 2)
-    let n = (x * 1.44269504088896341 + 0.5).rounded(.down)
+    let x = vmin(vmax(input, Float8(repeating: -87.33654)), Float8(repeating: 88.72283))
+    // n = round(x / ln 2) by adding 1.5·2^23: the sum's low mantissa bits hold n (|n| ≤ 127), and
+    // subtracting the constant again gives n as a float. Plain adds, so it vectorises on any x86-64
+    // (SSE2 has no vector floor; `rounded()` would call libm per lane).
+    let magic = Float8(repeating: 12582912.0)
+    let shifted = magic.addingProduct(x, Float8(repeating: 1.44269504088896341))
+    let n = shifted - magic
     // r = x − n·ln2 in two parts for precision (Cody–Waite).
-    var r = x - n * 0.693359375
-    r = r + n * 2.12194440e-4
+    var r = x.addingProduct(n, Float8(repeating: -0.693359375))
+    r = r.addingProduct(n, Float8(repeating: 2.12194440e-4))
     let r2 = r * r
     var p = Float8(repeating: 1.9875691500e-4)
-    p = p * r + 1.3981999507e-3
-    p = p * r + 8.3334519073e-3
-    p = p * r + 4.1665795894e-2
-    p = p * r + 1.6666665459e-1
-    p = p * r + 5.0000001201e-1
-    p = p * r2 + r + 1
-    // 2^n: adding 1.5·2^23 puts the integer n in the low mantissa bits (|n| ≤ 127 here).
-    let nBits = unsafeBitCast(n + 12582912.0, to: SIMD8<Int32>.self) &- 0x4B40_0000
+    p = Float8(repeating: 1.3981999507e-3).addingProduct(p, r)
+    p = Float8(repeating: 8.3334519073e-3).addingProduct(p, r)
+    p = Float8(repeating: 4.1665795894e-2).addingProduct(p, r)
+    p = Float8(repeating: 1.6666665459e-1).addingProduct(p, r)
+    p = Float8(repeating: 5.0000001201e-1).addingProduct(p, r)
+    p = (r + 1).addingProduct(p, r2)
+    // 2^n built in the exponent field.
+    let nBits = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
     let scale = unsafeBitCast((nBits &+ 127) &<< 23, to: Float8.self)
     return p * scale
 }
@@ -105,4 +109,16 @@ func hsum(_ v: Float8) -> Float { v.sum() }
 
 /// Horizontal max of 8 lanes.
 @inline(__always)
-func hmax(_ v: Float8) -> Float { v.max() }
+func hmax(_ v: Float8) -> Float {
+    var m = v[0]
+    for i in 1..<8 where v[i] > m { m = v[i] }
+    return m
+}
+
+/// Lane-wise maximum and minimum. The standard library's `pointwiseMax`/`pointwiseMin` are not
+/// inlined (a call per vector, with `vzeroupper`); a compare and a blend are two instructions.
+@inline(__always)
+func vmax(_ a: Float8, _ b: Float8) -> Float8 { a.replacing(with: b, where: a .< b) }
+
+@inline(__always)
+func vmin(_ a: Float8, _ b: Float8) -> Float8 { a.replacing(with: b, where: b .< a) }
