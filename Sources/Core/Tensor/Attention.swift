@@ -41,9 +41,11 @@ public enum Attention {
     /// → [B, Nq, H·d], per head softmax(Q·Kᵀ/√d)·V. `keyValueSource[b]` names the batch item of k/v
     /// that query item b attends to (identity by default), so one item can use another's keys and
     /// values with no copy. Heads are read in place through strides; nothing is transposed.
+    /// With `causal`, query i attends to keys 0...i only (CLIP's text transformer), as an additive
+    /// mask of −∞ would give: those probabilities are exactly 0.
     public static func attention(
         q: Tensor, k: Tensor, v: Tensor, heads: Int,
-        keyValueSource: [Int]? = nil, hook: AttentionProbabilityHook? = nil
+        keyValueSource: [Int]? = nil, causal: Bool = false, hook: AttentionProbabilityHook? = nil
     ) -> Tensor {
         precondition(q.rank == 3 && k.rank == 3 && v.rank == 3, "attention needs [B, N, H·d] operands")
         precondition(k.shape == v.shape && k.dim(2) == q.dim(2), "attention: q \(q.shape), k \(k.shape), v \(v.shape)")
@@ -62,7 +64,8 @@ public enum Attention {
                             v: AttentionOperand(base: vp, batchStride: nk * width, headStride: d, tokenStride: width, tokens: nk),
                             out: op, outBatchStride: nq * width, outHeadStride: d, outTokenStride: width,
                             batch: batch, heads: heads, headDim: d,
-                            keyValueSource: keyValueSource ?? Array(0..<batch), keyValueBatches: k.shape[0], hook: hook)
+                            keyValueSource: keyValueSource ?? Array(0..<batch), keyValueBatches: k.shape[0],
+                            causal: causal, hook: hook)
                     }
                 }
             }
@@ -88,7 +91,7 @@ public enum Attention {
                             v: AttentionOperand(base: vp, batchStride: heads * nk * d, headStride: nk * d, tokenStride: d, tokens: nk),
                             out: op, outBatchStride: heads * nq * d, outHeadStride: nq * d, outTokenStride: d,
                             batch: batch, heads: heads, headDim: d,
-                            keyValueSource: Array(0..<batch), keyValueBatches: batch, hook: hook)
+                            keyValueSource: Array(0..<batch), keyValueBatches: batch, causal: false, hook: hook)
                     }
                 }
             }
@@ -114,7 +117,7 @@ public enum Attention {
         q: AttentionOperand, k: AttentionOperand, v: AttentionOperand,
         out: UnsafeMutablePointer<Float>, outBatchStride: Int, outHeadStride: Int, outTokenStride: Int,
         batch: Int, heads: Int, headDim d: Int,
-        keyValueSource: [Int], keyValueBatches: Int, hook: AttentionProbabilityHook?
+        keyValueSource: [Int], keyValueBatches: Int, causal: Bool, hook: AttentionProbabilityHook?
     ) {
         precondition(keyValueSource.count == batch && keyValueSource.allSatisfy { (0..<keyValueBatches).contains($0) },
                      "attention: keyValueSource \(keyValueSource) does not fit \(keyValueBatches) key/value items")
@@ -134,7 +137,15 @@ public enum Attention {
                 // [rows, d] × [Nk, d]ᵀ → [rows, Nk]; the 1/√d scale is applied inside the softmax.
                 Gemm.sgemmSerial(qBlock, .normal, lda: q.tokenStride, k.at(batch: source, head: h), .transposed,
                                  ldb: k.tokenStride, scores, ldc: nk, m: rows, n: nk, k: d)
-                RowSoftmax.apply(scores, rows: rows, width: nk, stride: nk, scale: scale)
+                if causal {
+                    for r in 0..<rows {
+                        let visible = min(nk, first + r + 1)
+                        RowSoftmax.apply(scores + r * nk, rows: 1, width: visible, stride: nk, scale: scale)
+                        (scores + r * nk + visible).initialize(repeating: 0, count: nk - visible)
+                    }
+                } else {
+                    RowSoftmax.apply(scores, rows: rows, width: nk, stride: nk, scale: scale)
+                }
                 if hooked[b], let hook {
                     hook.transform(AttentionProbabilities(batch: b, head: h, firstRow: first, rowCount: rows,
                                                           keyCount: nk, rows: scores))
