@@ -6,7 +6,14 @@ let json = arguments.contains("--json")
 switch arguments.first {
 case "kernels":
     KernelSuite.run(json: json)
+case "unet":
+    do {
+        try ModelSuite.run(json: json, quick: arguments.contains("--quick"))
+    } catch {
+        FileHandle.standardError.write(Data("xattn-bench: \(error)\n".utf8))
+        exit(1)
+    }
 default:
-    FileHandle.standardError.write(Data("usage: xattn-bench kernels [--json]\n".utf8))
+    FileHandle.standardError.write(Data("usage: xattn-bench kernels|unet [--json] [--quick]\n".utf8))
     exit(2)
 }

@@ -3,9 +3,11 @@ extension Tensor {
     /// Applies `op` to every element, in place when this tensor owns its storage.
     @inline(__always)
     mutating func applyInPlace(_ op: (Float8) -> Float8) {
-        let n = count
-        withUnsafeMutablePointer { p in
-            parallelRanges(n) { r in mapVector(p + r.lowerBound, p + r.lowerBound, r.count, op) }
+        OpProfile.measure("pointwise") {
+            let n = count
+            withUnsafeMutablePointer { p in
+                parallelRanges(n) { r in mapVector(p + r.lowerBound, p + r.lowerBound, r.count, op) }
+            }
         }
     }
 
@@ -33,30 +35,32 @@ extension Tensor {
     /// GEGLU gate of diffusers' `GEGLU` after its projection: the last dimension [..., 2h] is split
     /// into (hidden, gate) halves, and the result is hidden · gelu(gate): [..., 2h] → [..., h].
     public func geglu() -> Tensor {
-        let width = dim(-1)
-        precondition(width % 2 == 0, "GEGLU needs an even last dimension, got \(shape)")
-        let half = width / 2
-        let rows = count / max(width, 1)
-        var out = Tensor(uninitializedShape: Array(shape.dropLast()) + [half])
-        withUnsafePointer { src in
-            out.withUnsafeMutablePointer { dst in
-                parallelRanges(rows, grain: max(1, 8192 / max(half, 1))) { range in
-                    for row in range {
-                        let hidden = src + row * width, gate = hidden + half, o = dst + row * half
-                        var i = 0
-                        while i < half {
-                            let n = min(8, half - i)
-                            let g = n == 8 ? load8(gate + i) : loadPartial(gate + i, n)
-                            let h = n == 8 ? load8(hidden + i) : loadPartial(hidden + i, n)
-                            let y = h * (0.5 * g * (1 + verf(g * 0.70710678118654752)))
-                            if n == 8 { store8(y, o + i) } else { storePartial(y, o + i, n) }
-                            i += 8
+        OpProfile.measure("geglu") {
+            let width = dim(-1)
+            precondition(width % 2 == 0, "GEGLU needs an even last dimension, got \(shape)")
+            let half = width / 2
+            let rows = count / max(width, 1)
+            var out = Tensor(uninitializedShape: Array(shape.dropLast()) + [half])
+            withUnsafePointer { src in
+                out.withUnsafeMutablePointer { dst in
+                    parallelRanges(rows, grain: max(1, 8192 / max(half, 1))) { range in
+                        for row in range {
+                            let hidden = src + row * width, gate = hidden + half, o = dst + row * half
+                            var i = 0
+                            while i < half {
+                                let n = min(8, half - i)
+                                let g = n == 8 ? load8(gate + i) : loadPartial(gate + i, n)
+                                let h = n == 8 ? load8(hidden + i) : loadPartial(hidden + i, n)
+                                let y = h * (0.5 * g * (1 + verf(g * 0.70710678118654752)))
+                                if n == 8 { store8(y, o + i) } else { storePartial(y, o + i, n) }
+                                i += 8
+                            }
                         }
                     }
                 }
             }
+            return out
         }
-        return out
     }
 
     /// Elementwise sum of two tensors of the same shape (residual connections).
@@ -68,17 +72,19 @@ extension Tensor {
 
     /// self += other, elementwise, same shape.
     public mutating func add(_ other: Tensor, scale: Float = 1) {
-        precondition(shape == other.shape, "add: shapes differ \(shape) vs \(other.shape)")
-        let n = count
-        other.withUnsafePointer { b in
-            withUnsafeMutablePointer { a in
-                parallelRanges(n) { r in
-                    var i = r.lowerBound
-                    while i + 8 <= r.upperBound {
-                        store8(load8(a + i) + scale * load8(b + i), a + i)
-                        i += 8
+        OpProfile.measure("add") {
+            precondition(shape == other.shape, "add: shapes differ \(shape) vs \(other.shape)")
+            let n = count
+            other.withUnsafePointer { b in
+                withUnsafeMutablePointer { a in
+                    parallelRanges(n) { r in
+                        var i = r.lowerBound
+                        while i + 8 <= r.upperBound {
+                            store8(load8(a + i) + scale * load8(b + i), a + i)
+                            i += 8
+                        }
+                        while i < r.upperBound { a[i] += scale * b[i]; i += 1 }
                     }
-                    while i < r.upperBound { a[i] += scale * b[i]; i += 1 }
                 }
             }
         }

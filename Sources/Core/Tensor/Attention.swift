@@ -47,30 +47,32 @@ public enum Attention {
         q: Tensor, k: Tensor, v: Tensor, heads: Int,
         keyValueSource: [Int]? = nil, causal: Bool = false, hook: AttentionProbabilityHook? = nil
     ) -> Tensor {
-        precondition(q.rank == 3 && k.rank == 3 && v.rank == 3, "attention needs [B, N, H·d] operands")
-        precondition(k.shape == v.shape && k.dim(2) == q.dim(2), "attention: q \(q.shape), k \(k.shape), v \(v.shape)")
-        let (batch, nq, width) = (q.shape[0], q.shape[1], q.shape[2])
-        let nk = k.shape[1]
-        precondition(width % heads == 0, "attention: width \(width) not divisible by \(heads) heads")
-        var out = Tensor(uninitializedShape: q.shape)
-        q.withUnsafePointer { qp in
-            k.withUnsafePointer { kp in
-                v.withUnsafePointer { vp in
-                    out.withUnsafeMutablePointer { op in
-                        let d = width / heads
-                        run(
-                            q: AttentionOperand(base: qp, batchStride: nq * width, headStride: d, tokenStride: width, tokens: nq),
-                            k: AttentionOperand(base: kp, batchStride: nk * width, headStride: d, tokenStride: width, tokens: nk),
-                            v: AttentionOperand(base: vp, batchStride: nk * width, headStride: d, tokenStride: width, tokens: nk),
-                            out: op, outBatchStride: nq * width, outHeadStride: d, outTokenStride: width,
-                            batch: batch, heads: heads, headDim: d,
-                            keyValueSource: keyValueSource ?? Array(0..<batch), keyValueBatches: k.shape[0],
-                            causal: causal, hook: hook)
+        OpProfile.measure("attention") {
+            precondition(q.rank == 3 && k.rank == 3 && v.rank == 3, "attention needs [B, N, H·d] operands")
+            precondition(k.shape == v.shape && k.dim(2) == q.dim(2), "attention: q \(q.shape), k \(k.shape), v \(v.shape)")
+            let (batch, nq, width) = (q.shape[0], q.shape[1], q.shape[2])
+            let nk = k.shape[1]
+            precondition(width % heads == 0, "attention: width \(width) not divisible by \(heads) heads")
+            var out = Tensor(uninitializedShape: q.shape)
+            q.withUnsafePointer { qp in
+                k.withUnsafePointer { kp in
+                    v.withUnsafePointer { vp in
+                        out.withUnsafeMutablePointer { op in
+                            let d = width / heads
+                            run(
+                                q: AttentionOperand(base: qp, batchStride: nq * width, headStride: d, tokenStride: width, tokens: nq),
+                                k: AttentionOperand(base: kp, batchStride: nk * width, headStride: d, tokenStride: width, tokens: nk),
+                                v: AttentionOperand(base: vp, batchStride: nk * width, headStride: d, tokenStride: width, tokens: nk),
+                                out: op, outBatchStride: nq * width, outHeadStride: d, outTokenStride: width,
+                                batch: batch, heads: heads, headDim: d,
+                                keyValueSource: keyValueSource ?? Array(0..<batch), keyValueBatches: k.shape[0],
+                                causal: causal, hook: hook)
+                        }
                     }
                 }
             }
+            return out
         }
-        return out
     }
 
     /// The same computation in PyTorch's `scaled_dot_product_attention` layout: q [B, H, Nq, d],

@@ -23,29 +23,31 @@ extension Tensor {
     /// [Cin·kh·kw, panel]) into its thread's scratch and multiplies it by W[Cout, Cin·kh·kw] with a
     /// single-threaded sgemm, so the panels of both threads run independently and stay in cache.
     public func conv2d(weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Padding2D = .uniform(0)) -> Tensor {
-        precondition(rank == 4 && weight.rank == 4, "conv2d needs x [B,C,H,W] and weight [O,C,kh,kw]")
-        let (batch, cin, h, w) = (shape[0], shape[1], shape[2], shape[3])
-        let (cout, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
-        precondition(weight.shape[1] == cin, "conv2d: weight \(weight.shape) does not fit input \(shape)")
-        precondition(bias.map { $0.shape == [cout] } ?? true, "conv2d: bias must be [\(cout)]")
-        let ho = (h + padding.top + padding.bottom - kh) / stride + 1
-        let wo = (w + padding.left + padding.right - kw) / stride + 1
-        precondition(ho > 0 && wo > 0, "conv2d: kernel \(kh)×\(kw) larger than padded input \(shape)")
-        let geometry = ConvGeometry(cin: cin, h: h, w: w, kh: kh, kw: kw, stride: stride,
-                                    padding: padding, ho: ho, wo: wo)
-        var out = Tensor(uninitializedShape: [batch, cout, ho, wo])
-        withUnsafePointer { x in
-            weight.withUnsafePointer { wt in
-                out.withUnsafeMutablePointer { y in
-                    let biasPointer = bias.map { $0.storage.pointer }
-                    withExtendedLifetime(bias) {
-                        geometry.run(x: x, weight: wt, bias: biasPointer.map { UnsafePointer($0) },
-                                     out: y, batch: batch, cout: cout)
+        OpProfile.measure((weight.rank == 4 && weight.shape[2] == 1 ? "conv1x1" : "conv3x3") as StaticString) {
+            precondition(rank == 4 && weight.rank == 4, "conv2d needs x [B,C,H,W] and weight [O,C,kh,kw]")
+            let (batch, cin, h, w) = (shape[0], shape[1], shape[2], shape[3])
+            let (cout, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
+            precondition(weight.shape[1] == cin, "conv2d: weight \(weight.shape) does not fit input \(shape)")
+            precondition(bias.map { $0.shape == [cout] } ?? true, "conv2d: bias must be [\(cout)]")
+            let ho = (h + padding.top + padding.bottom - kh) / stride + 1
+            let wo = (w + padding.left + padding.right - kw) / stride + 1
+            precondition(ho > 0 && wo > 0, "conv2d: kernel \(kh)×\(kw) larger than padded input \(shape)")
+            let geometry = ConvGeometry(cin: cin, h: h, w: w, kh: kh, kw: kw, stride: stride,
+                                        padding: padding, ho: ho, wo: wo)
+            var out = Tensor(uninitializedShape: [batch, cout, ho, wo])
+            withUnsafePointer { x in
+                weight.withUnsafePointer { wt in
+                    out.withUnsafeMutablePointer { y in
+                        let biasPointer = bias.map { $0.storage.pointer }
+                        withExtendedLifetime(bias) {
+                            geometry.run(x: x, weight: wt, bias: biasPointer.map { UnsafePointer($0) },
+                                         out: y, batch: batch, cout: cout)
+                        }
                     }
                 }
             }
+            return out
         }
-        return out
     }
 }
 

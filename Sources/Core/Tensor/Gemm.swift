@@ -23,6 +23,7 @@ public enum Gemm {
     ) {
         _ = configureOnce
         guard m > 0, n > 0 else { return }
+        OpProfile.addFlops(m, n, k)
         guard k > 0 else {
             // BLAS leaves C untouched when k == 0 only for beta == 1; make it C = beta · C always.
             for row in 0..<m { for col in 0..<n { c[row * ldc + col] *= beta } }
@@ -97,57 +98,61 @@ extension Tensor {
     /// Matrix product of the last two dimensions, broadcasting nothing: [..., m, k] × [..., k, n]
     /// → [..., m, n] with equal leading dimensions (batched), or [..., m, k] × [k, n] (shared B).
     public func matmul(_ other: Tensor) -> Tensor {
-        precondition(rank >= 2 && other.rank >= 2, "matmul needs rank ≥ 2: \(shape) × \(other.shape)")
-        let m = dim(-2), k = dim(-1), n = other.dim(-1)
-        precondition(other.dim(-2) == k, "matmul inner dimensions differ: \(shape) × \(other.shape)")
-        let batch = count / max(m * k, 1)
-        let sharedB = other.rank == 2
-        precondition(sharedB || other.count / max(k * n, 1) == batch,
-                     "matmul batch dimensions differ: \(shape) × \(other.shape)")
-        var out = Tensor(uninitializedShape: Array(shape.dropLast()) + [n])
-        withUnsafePointer { a in
-            other.withUnsafePointer { b in
-                out.withUnsafeMutablePointer { c in
-                    if sharedB {
-                        // All batch rows at once: one [batch·m, k] × [k, n] product.
-                        Gemm.sgemm(a, .normal, lda: k, b, .normal, ldb: n, c, ldc: n,
-                                   m: batch * m, n: n, k: k)
-                    } else {
-                        for i in 0..<batch {
-                            Gemm.sgemm(a + i * m * k, .normal, lda: k, b + i * k * n, .normal, ldb: n,
-                                       c + i * m * n, ldc: n, m: m, n: n, k: k)
+        OpProfile.measure("matmul") {
+            precondition(rank >= 2 && other.rank >= 2, "matmul needs rank ≥ 2: \(shape) × \(other.shape)")
+            let m = dim(-2), k = dim(-1), n = other.dim(-1)
+            precondition(other.dim(-2) == k, "matmul inner dimensions differ: \(shape) × \(other.shape)")
+            let batch = count / max(m * k, 1)
+            let sharedB = other.rank == 2
+            precondition(sharedB || other.count / max(k * n, 1) == batch,
+                         "matmul batch dimensions differ: \(shape) × \(other.shape)")
+            var out = Tensor(uninitializedShape: Array(shape.dropLast()) + [n])
+            withUnsafePointer { a in
+                other.withUnsafePointer { b in
+                    out.withUnsafeMutablePointer { c in
+                        if sharedB {
+                            // All batch rows at once: one [batch·m, k] × [k, n] product.
+                            Gemm.sgemm(a, .normal, lda: k, b, .normal, ldb: n, c, ldc: n,
+                                       m: batch * m, n: n, k: k)
+                        } else {
+                            for i in 0..<batch {
+                                Gemm.sgemm(a + i * m * k, .normal, lda: k, b + i * k * n, .normal, ldb: n,
+                                           c + i * m * n, ldc: n, m: m, n: n, k: k)
+                            }
                         }
                     }
                 }
             }
+            return out
         }
-        return out
     }
 
     /// PyTorch `nn.Linear`: `x · Wᵀ + b` over the last dimension.
     /// x: [..., in], weight: [out, in] (PyTorch layout, not transposed on load), bias: [out] → [..., out].
     public func linear(weight: Tensor, bias: Tensor?) -> Tensor {
-        let inFeatures = dim(-1), outFeatures = weight.dim(0)
-        precondition(weight.shape == [outFeatures, inFeatures],
-                     "linear weight \(weight.shape) does not fit input \(shape)")
-        let rows = count / max(inFeatures, 1)
-        var out = Tensor(uninitializedShape: Array(shape.dropLast()) + [outFeatures])
-        out.withUnsafeMutablePointer { c in
-            if let bias {
-                precondition(bias.shape == [outFeatures], "linear bias \(bias.shape) ≠ [\(outFeatures)]")
-                bias.withUnsafePointer { b in
-                    for r in 0..<rows { (c + r * outFeatures).update(from: b, count: outFeatures) }
+        OpProfile.measure("linear") {
+            let inFeatures = dim(-1), outFeatures = weight.dim(0)
+            precondition(weight.shape == [outFeatures, inFeatures],
+                         "linear weight \(weight.shape) does not fit input \(shape)")
+            let rows = count / max(inFeatures, 1)
+            var out = Tensor(uninitializedShape: Array(shape.dropLast()) + [outFeatures])
+            out.withUnsafeMutablePointer { c in
+                if let bias {
+                    precondition(bias.shape == [outFeatures], "linear bias \(bias.shape) ≠ [\(outFeatures)]")
+                    bias.withUnsafePointer { b in
+                        for r in 0..<rows { (c + r * outFeatures).update(from: b, count: outFeatures) }
+                    }
+                }
+                withUnsafePointer { x in
+                    weight.withUnsafePointer { w in
+                        // [rows, in] × [out, in]ᵀ → [rows, out]
+                        Gemm.sgemm(x, .normal, lda: inFeatures, w, .transposed, ldb: inFeatures,
+                                   c, ldc: outFeatures, m: rows, n: outFeatures, k: inFeatures,
+                                   beta: bias == nil ? 0 : 1)
+                    }
                 }
             }
-            withUnsafePointer { x in
-                weight.withUnsafePointer { w in
-                    // [rows, in] × [out, in]ᵀ → [rows, out]
-                    Gemm.sgemm(x, .normal, lda: inFeatures, w, .transposed, ldb: inFeatures,
-                               c, ldc: outFeatures, m: rows, n: outFeatures, k: inFeatures,
-                               beta: bias == nil ? 0 : 1)
-                }
-            }
+            return out
         }
-        return out
     }
 }

@@ -4,41 +4,45 @@ extension Tensor {
     /// [B, A, N] → [B, N, A] (for a feature map: [B, C, H·W] → [B, H·W, C]). Blocked so both sides
     /// stream through cache.
     public func transposedLastTwo() -> Tensor {
-        precondition(rank >= 2, "transposedLastTwo needs rank ≥ 2, got \(shape)")
-        let a = dim(-2), n = dim(-1)
-        let batch = count / max(a * n, 1)
-        var out = Tensor(uninitializedShape: Array(shape.dropLast(2)) + [n, a])
-        let tile = 32
-        let rowTiles = (a + tile - 1) / tile
-        withUnsafePointer { src in
-            out.withUnsafeMutablePointer { dst in
-                ComputePool.shared.parallelFor(batch * rowTiles) { item in
-                    let b = item / rowTiles, r0 = (item % rowTiles) * tile, r1 = min(a, r0 + tile)
-                    let s = src + b * a * n, d = dst + b * a * n
-                    var c0 = 0
-                    while c0 < n {
-                        let c1 = min(n, c0 + tile)
-                        for r in r0..<r1 {
-                            for c in c0..<c1 { d[c * a + r] = s[r * n + c] }
+        OpProfile.measure("transpose") {
+            precondition(rank >= 2, "transposedLastTwo needs rank ≥ 2, got \(shape)")
+            let a = dim(-2), n = dim(-1)
+            let batch = count / max(a * n, 1)
+            var out = Tensor(uninitializedShape: Array(shape.dropLast(2)) + [n, a])
+            let tile = 32
+            let rowTiles = (a + tile - 1) / tile
+            withUnsafePointer { src in
+                out.withUnsafeMutablePointer { dst in
+                    ComputePool.shared.parallelFor(batch * rowTiles) { item in
+                        let b = item / rowTiles, r0 = (item % rowTiles) * tile, r1 = min(a, r0 + tile)
+                        let s = src + b * a * n, d = dst + b * a * n
+                        var c0 = 0
+                        while c0 < n {
+                            let c1 = min(n, c0 + tile)
+                            for r in r0..<r1 {
+                                for c in c0..<c1 { d[c * a + r] = s[r * n + c] }
+                            }
+                            c0 = c1
                         }
-                        c0 = c1
                     }
                 }
             }
+            return out
         }
-        return out
     }
 
     /// x [B, C, *] += v[b, c] broadcast over the spatial positions; v: [B, C].
     public mutating func addPerChannel(_ v: Tensor) {
-        precondition(rank >= 2 && v.shape == [shape[0], shape[1]], "addPerChannel: \(v.shape) does not fit \(shape)")
-        let planes = shape[0] * shape[1], spatial = count / max(planes, 1)
-        v.withUnsafePointer { b in
-            withUnsafeMutablePointer { p in
-                parallelRanges(planes, grain: max(1, 32768 / max(spatial, 1))) { range in
-                    for plane in range {
-                        let x = p + plane * spatial, add = b[plane]
-                        mapVector(x, x, spatial) { $0 + add }
+        OpProfile.measure("add") {
+            precondition(rank >= 2 && v.shape == [shape[0], shape[1]], "addPerChannel: \(v.shape) does not fit \(shape)")
+            let planes = shape[0] * shape[1], spatial = count / max(planes, 1)
+            v.withUnsafePointer { b in
+                withUnsafeMutablePointer { p in
+                    parallelRanges(planes, grain: max(1, 32768 / max(spatial, 1))) { range in
+                        for plane in range {
+                            let x = p + plane * spatial, add = b[plane]
+                            mapVector(x, x, spatial) { $0 + add }
+                        }
                     }
                 }
             }

@@ -41,14 +41,16 @@ enum RowSoftmax {
 extension Tensor {
     /// Softmax over the last dimension. Shape unchanged.
     public func softmax() -> Tensor {
-        let width = dim(-1)
-        let rows = count / max(width, 1)
-        var out = self
-        out.withUnsafeMutablePointer { p in
-            parallelRanges(rows, grain: max(1, 16384 / max(width, 1))) { r in
-                RowSoftmax.apply(p + r.lowerBound * width, rows: r.count, width: width, stride: width, scale: 1)
+        OpProfile.measure("softmax") {
+            let width = dim(-1)
+            let rows = count / max(width, 1)
+            var out = self
+            out.withUnsafeMutablePointer { p in
+                parallelRanges(rows, grain: max(1, 16384 / max(width, 1))) { r in
+                    RowSoftmax.apply(p + r.lowerBound * width, rows: r.count, width: width, stride: width, scale: 1)
+                }
             }
+            return out
         }
-        return out
     }
 }

@@ -16,6 +16,10 @@ public struct FreeU: Equatable, Sendable {
 
     /// Applies both rules to h [B, C, H, W] given the UNet's deepest and second-level widths.
     func apply(_ h: inout Tensor, deepestWidth: Int, secondWidth: Int?) {
+        OpProfile.measure("freeu") { applyRules(&h, deepestWidth: deepestWidth, secondWidth: secondWidth) }
+    }
+
+    private func applyRules(_ h: inout Tensor, deepestWidth: Int, secondWidth: Int?) {
         let c = h.shape[1]
         if c == deepestWidth {
             Self.scaleChannels(&h, upTo: c / 2, by: b1)

@@ -62,6 +62,10 @@ public final class WeightReader {
 
     /// The tensor `name`, which must have exactly `shape`.
     public func take(_ name: String, _ shape: [Int]) throws -> Tensor {
+        if let random = source as? RandomWeights {
+            taken.insert(name)
+            return random.synthesize(name, shape)
+        }
         guard let found = source.shape(of: name) else {
             throw ModelLoadError.missingTensor(component: component, name: name, file: source.origin)
         }
