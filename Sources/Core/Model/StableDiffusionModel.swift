@@ -9,9 +9,16 @@ public final class StableDiffusionModel {
     public let tokenizer: CLIPTokenizer
     /// Where the weights came from (the folder or file given to `load`).
     public let path: String
+    /// A content fingerprint of the weights and configs (hex SHA-256), independent of the path:
+    /// results and caches name the model by it.
+    public let identity: String
 
-    init(unet: UNetModel, vae: AutoencoderKL, textEncoder: CLIPTextModel, tokenizer: CLIPTokenizer, path: String) {
+    init(unet: UNetModel, vae: AutoencoderKL, textEncoder: CLIPTextModel, tokenizer: CLIPTokenizer, path: String, files: [SafetensorsFile]) {
         (self.unet, self.vae, self.textEncoder, self.tokenizer, self.path) = (unet, vae, textEncoder, tokenizer, path)
+        var hash = SHA256()
+        hash.update("\(unet.config)\0\(vae.config)\0\(textEncoder.config)\0")
+        for file in files { file.fingerprint(into: &hash) }
+        identity = SHA256.hex(hash.finalize())
     }
 
     /// Loads a diffusers folder (unet/, vae/, text_encoder/, tokenizer/) or an original single-file
@@ -44,7 +51,7 @@ public final class StableDiffusionModel {
                                            weights: WeightReader(source: SafetensorsSource(file: textFile), component: "text_encoder",
                                                                  ignorable: { $0.hasSuffix("embeddings.position_ids") }),
                                            configPath: folder + "/text_encoder/config.json"),
-            tokenizer: tokenizer, path: folder)
+            tokenizer: tokenizer, path: folder, files: [unetFile, vaeFile, textFile])
     }
 
     static func loadSingleFile(_ path: String, companion: String, tokenizerPath: String?) throws -> StableDiffusionModel {
@@ -69,7 +76,7 @@ public final class StableDiffusionModel {
             unet: try UNetModel(config: unetConfig, weights: WeightReader(source: unetSource, component: "unet"), configPath: path),
             vae: try AutoencoderKL(config: vaeConfig, weights: WeightReader(source: vaeSource, component: "vae"), configPath: path),
             textEncoder: try CLIPTextModel(config: textConfig, weights: WeightReader(source: textSource, component: "text_encoder"), configPath: path),
-            tokenizer: tokenizer, path: path)
+            tokenizer: tokenizer, path: path, files: [file])
     }
 }
 

@@ -49,6 +49,15 @@ extension Tensor {
         }
     }
 
+    /// Item `index` of the leading dimension: [B, *] → [*] (a copy).
+    public func item(_ index: Int) -> Tensor {
+        precondition(rank >= 1 && index >= 0 && index < shape[0], "item \(index) of \(shape)")
+        let size = count / max(shape[0], 1)
+        var out = Tensor(uninitializedShape: Array(shape.dropFirst()))
+        withUnsafePointer { src in out.withUnsafeMutablePointer { $0.update(from: src + index * size, count: size) } }
+        return out
+    }
+
     /// Rows of a [V, D] table: ids → [ids.count, D] (token embeddings).
     public func gatherRows(_ ids: [Int]) -> Tensor {
         let width = dim(-1)

@@ -95,6 +95,10 @@ public struct Tensor {
     public func dim(_ i: Int) -> Int { shape[i < 0 ? shape.count + i : i] }
 }
 
+/// Copy on write like `Array`: storage is mutated in place only when `isKnownUniquelyReferenced`
+/// (an atomic check) says no other tensor shares it, so tensors can cross threads.
+extension Tensor: @unchecked Sendable {}
+
 extension Tensor: CustomStringConvertible {
     public var description: String {
         let head = scalars.prefix(8).map { "\($0)" }.joined(separator: ", ")

@@ -88,6 +88,21 @@ public final class SafetensorsFile {
 
     deinit { munmap(UnsafeMutableRawPointer(mutating: mapping), mappedSize) }
 
+    /// Adds a content fingerprint to `hash`: every header entry (name, dtype, shape, offsets), the
+    /// first and last 64 bytes of every tensor, and the file size. Cheap (no full read), and any
+    /// fine-tuned or re-exported weights change it.
+    public func fingerprint(into hash: inout SHA256) {
+        hash.update("\(mappedSize)\0")
+        for name in names {
+            guard let entry = entries[name] else { continue }
+            hash.update("\(name)\0\(entry.dtype.rawValue)\0\(entry.shape)\0\(entry.dataRange)\0")
+            let start = mapping + dataStart + entry.dataRange.lowerBound
+            let count = entry.dataRange.count
+            hash.update(UnsafeRawBufferPointer(start: start, count: min(64, count)))
+            if count > 64 { hash.update(UnsafeRawBufferPointer(start: start + count - min(64, count - 64), count: min(64, count - 64))) }
+        }
+    }
+
     /// Tensor names in a stable (sorted) order.
     public var names: [String] { entries.keys.sorted() }
 

@@ -1,0 +1,61 @@
+import Foundation
+
+/// Inversions on disk, keyed by content: the preprocessed image, prompt, T, K, seed, noise stream,
+/// inversion guidance and the model's identity (ALGORITHM.md §10). A job that reuses an image
+/// skips that inversion; anything that changes the result changes the key, so a stale entry is
+/// never returned (the reference keys by file name). One safetensors file per entry, written
+/// atomically; least recently used entries are evicted beyond `maximumBytes`.
+public final class InversionCache: @unchecked Sendable {
+    public let directory: String
+    public let maximumBytes: Int
+    private let lock = NSLock()
+
+    public init(directory: String, maximumBytes: Int = 2 << 30) throws {
+        self.directory = directory
+        self.maximumBytes = maximumBytes
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    /// The key of one image's inversion.
+    static func key(image: Tensor, prompt: String, options: TransferOptions, stream: UInt64, model: String) -> String {
+        var hash = SHA256()
+        hash.update("xattn-inversion-v1\0\(prompt)\0\(options.timesteps)\0\(options.skip)\0\(options.seed)\0\(stream)\0\(options.inversionGuidanceScale)\0\(model)\0\(image.shape)\0")
+        image.withUnsafePointer { hash.update(UnsafeRawBufferPointer(start: $0, count: image.count * 4)) }
+        return SHA256.hex(hash.finalize())
+    }
+
+    private func path(_ key: String) -> String { directory + "/" + key + ".safetensors" }
+
+    /// The stored inversion, or nil; a hit marks the entry as recently used.
+    public func load(_ key: String) -> InversionResult? {
+        lock.lock(); defer { lock.unlock() }
+        let file = path(key)
+        guard let stored = try? SafetensorsFile(path: file),
+              let xSkip = try? stored.tensor("x_skip"), let zs = try? stored.tensor("zs") else { return nil }
+        try? FileManager.default.setAttributes([.modificationDate: Date()], ofItemAtPath: file)
+        return InversionResult(xSkip: xSkip, zs: zs)
+    }
+
+    public func store(_ key: String, _ result: InversionResult) throws {
+        lock.lock(); defer { lock.unlock() }
+        try SafetensorsWriter.write([("x_skip", result.xSkip), ("zs", result.zs)], to: path(key))
+        evict()
+    }
+
+    /// Removes the least recently used entries until the total fits.
+    private func evict() {
+        let manager = FileManager.default
+        guard let names = try? manager.contentsOfDirectory(atPath: directory) else { return }
+        var entries: [(path: String, size: Int, used: Date)] = []
+        for name in names where name.hasSuffix(".safetensors") {
+            let file = directory + "/" + name
+            guard let attributes = try? manager.attributesOfItem(atPath: file) else { continue }
+            entries.append((file, (attributes[.size] as? NSNumber)?.intValue ?? 0, attributes[.modificationDate] as? Date ?? .distantPast))
+        }
+        var total = entries.reduce(0) { $0 + $1.size }
+        for entry in entries.sorted(by: { $0.used < $1.used }) where total > maximumBytes {
+            try? manager.removeItem(atPath: entry.path)
+            total -= entry.size
+        }
+    }
+}

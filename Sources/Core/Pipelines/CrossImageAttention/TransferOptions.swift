@@ -1,0 +1,96 @@
+import Foundation
+
+/// A half-open range of step (or counter) indices, start..<end.
+public struct StepRange: Equatable, Codable, Sendable, CustomStringConvertible {
+    public var start: Int
+    public var end: Int
+
+    public init(_ start: Int, _ end: Int) { (self.start, self.end) = (start, end) }
+
+    public func contains(_ i: Int) -> Bool { start <= i && i < end }
+    public var description: String { "\(start):\(end)" }
+
+    /// Parses "A:B".
+    public init?(parsing text: String) {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let a = Int(parts[0]), let b = Int(parts[1]) else { return nil }
+        self.init(a, b)
+    }
+}
+
+/// Every option of ALGORITHM.md §1 with its default.
+public struct TransferOptions: Equatable, Codable, Sendable {
+    /// Noun for the prompt and the masks ("animal", "building", …).
+    public var domain = "object"
+    /// Used for inversion and generation; nil means "A photo of a {domain}".
+    public var prompt: String?
+    /// The prompt word whose cross-attention locates the object; nil means the domain.
+    public var objectNoun: String?
+    public var seed: UInt64 = 42
+    /// T: the DDIM grid size.
+    public var timesteps = 100
+    /// K: generation starts at grid index K.
+    public var skip = 32
+    public var maskedAdaIN = true
+    /// Counter range in which level 0 (the latent's resolution) swaps keys and values (§8).
+    public var crossAttentionRange0 = StepRange(10, 90)
+    /// The same for level 1 (half the latent's resolution).
+    public var crossAttentionRange1 = StepRange(10, 70)
+    /// Steps after which AdaIN is applied (§6.4, §9).
+    public var adainRange = StepRange(20, 100)
+    public var swapGuidanceScale: Float = 3.5
+    public var contrastStrength: Float = 1.67
+    public var inversionGuidanceScale: Float = 3.5
+
+    public init() {}
+
+    public var resolvedPrompt: String { prompt ?? "A photo of a \(domain)" }
+    public var resolvedObjectNoun: String { objectNoun ?? domain }
+    /// Generation steps n = T − K.
+    public var generationSteps: Int { timesteps - skip }
+
+    /// The steps in which swap guidance applies, inclusive at both ends as in the reference's
+    /// pipeline: from the earliest range start to the latest range end.
+    var swapGuidanceSteps: ClosedRange<Int> {
+        min(crossAttentionRange0.start, crossAttentionRange1.start)...max(crossAttentionRange0.end, crossAttentionRange1.end)
+    }
+
+    /// Whether any layer swaps keys and values at counter value c.
+    func swapsAt(counter c: Int) -> Bool { crossAttentionRange0.contains(c) || crossAttentionRange1.contains(c) }
+
+    /// Checks every option; the error names the option and the accepted values.
+    public func validate() throws {
+        func fail(_ option: String, _ reason: String) -> TransferError { .invalidOption(option: option, reason: reason) }
+        guard !domain.trimmingCharacters(in: .whitespaces).isEmpty else { throw fail("domain", "must not be empty") }
+        guard (1...1000).contains(timesteps) else { throw fail("timesteps", "must be in 1…1000, got \(timesteps)") }
+        guard skip >= 0 && skip < timesteps else { throw fail("skip", "must be in 0…\(timesteps - 1) (below timesteps), got \(skip)") }
+        for (name, range) in [("cross-attn-range-0", crossAttentionRange0), ("cross-attn-range-1", crossAttentionRange1), ("adain-range", adainRange)] {
+            guard range.start >= 0 && range.start <= range.end else { throw fail(name, "must be A:B with 0 ≤ A ≤ B, got \(range)") }
+        }
+        if maskedAdaIN && adainRange.start < 1 && adainRange.end > 0 {
+            throw fail("adain-range", "must start at step 1 or later with masked AdaIN (the masks use the previous step's attention)")
+        }
+        guard swapGuidanceScale.isFinite && swapGuidanceScale >= 0 else { throw fail("swap-guidance", "must be a finite number ≥ 0") }
+        guard contrastStrength.isFinite && contrastStrength >= 0 else { throw fail("contrast", "must be a finite number ≥ 0") }
+        guard inversionGuidanceScale.isFinite else { throw fail("inversion-guidance", "must be finite") }
+    }
+}
+
+/// Why a transfer did not produce an image.
+public enum TransferError: Error, Equatable, CustomStringConvertible {
+    case invalidOption(option: String, reason: String)
+    case objectNounNotInPrompt(noun: String, prompt: String)
+    case cancelled
+    case invalidNoise(detail: String)
+    case invalidImage(detail: String)
+
+    public var description: String {
+        switch self {
+        case let .invalidOption(option, reason): return "invalid --\(option): \(reason)"
+        case let .objectNounNotInPrompt(noun, prompt): return "the object noun '\(noun)' does not occur in the prompt '\(prompt)' (masked AdaIN needs its cross-attention)"
+        case .cancelled: return "cancelled"
+        case let .invalidNoise(detail): return "noise file: \(detail)"
+        case let .invalidImage(detail): return "image: \(detail)"
+        }
+    }
+}
