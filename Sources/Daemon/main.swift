@@ -7,6 +7,14 @@ let arguments = Array(CommandLine.arguments.dropFirst())
 switch arguments.first {
 case "--version", "version":
     print("xattnd (protocol \(WireProtocol.version))")
+case "transfer":
+    do {
+        try TransferCommand.run(Array(arguments.dropFirst()))
+    } catch {
+        FileHandle.standardError.write(Data("xattnd transfer: \(error)\n".utf8))
+        if error is Arguments.UsageError { FileHandle.standardError.write(Data((TransferCommand.usage + "\n").utf8)) }
+        exit(error as? TransferError == .cancelled ? 130 : 1)
+    }
 case "doctor":
     print("compute threads: \(ComputePool.shared.threadCount)")
     print("blas: \(Gemm.backendDescription)")
@@ -14,6 +22,6 @@ case "doctor":
     print("inotify: \(InotifyTools.initialize() ? "available" : "unavailable (hot folders will poll)")")
     print("systemd notify socket: \(Systemd.notify("STATUS=doctor") ? "present" : "absent")")
 default:
-    FileHandle.standardError.write(Data("usage: xattnd doctor | --version\n".utf8))
+    FileHandle.standardError.write(Data("usage: xattnd transfer … | doctor | --version\n".utf8))
     exit(2)
 }

@@ -60,3 +60,13 @@ record("resize.up96", np.array(Image.fromarray(square).resize((96, 96))))
 record("resize.mixed", np.array(Image.fromarray(source).resize((20, 61))))
 save_file(expected, os.path.join(OUT, "expected.safetensors"), metadata={"pillow": Image.__version__})
 print("wrote", OUT)
+
+# Demo inputs for scripts/setup (the job on the bundled tiny model): not square, so they are
+# cropped and resized like real photos.
+y, x = np.mgrid[0:160, 0:200]
+disc = (x - 110) ** 2 + (y - 85) ** 2 < 55 ** 2
+demo_structure = np.stack([np.where(disc, 220, 30), np.where(disc, 180, 40), np.where(disc, 90, 60)], -1).astype(np.uint8)
+stripes = ((x + y) // 14) % 2 == 0
+demo_appearance = np.stack([np.where(stripes, 240, 20), np.where(stripes, 240, 20), np.where(stripes, 230, 25)], -1).astype(np.uint8)
+Image.fromarray(demo_structure).save(os.path.join(OUT, "demo-structure.png"))
+Image.fromarray(demo_appearance).save(os.path.join(OUT, "demo-appearance.png"))

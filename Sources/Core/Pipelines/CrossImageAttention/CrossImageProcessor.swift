@@ -18,7 +18,7 @@ enum GenerationBatch: Equatable {
 /// The attention processor of one generation step: cross-image attention with contrasting
 /// (§8) for the O-swap item, and, in the step whose counter is `adainRange.start − 1`, the
 /// recording of A's and S's attention for the self-segmentation masks (§9).
-final class CrossImageProcessor: AttentionProcessor {
+public final class CrossImageProcessor: AttentionProcessor {
     let options: TransferOptions
     let counter: Int
     let batch: GenerationBatch
@@ -26,6 +26,12 @@ final class CrossImageProcessor: AttentionProcessor {
 
     init(options: TransferOptions, counter: Int, batch: GenerationBatch, recorder: AttentionRecorder?) {
         (self.options, self.counter, self.batch, self.recorder) = (options, counter, batch, recorder)
+    }
+
+    /// The processor of a generation step with swapping: a batch of four [O-swap, A, S, O-plain]
+    /// at counter value `counter` (benchmarks measure a step with it).
+    public convenience init(options: TransferOptions, counter: Int) {
+        self.init(options: options, counter: counter, batch: .quad, recorder: nil)
     }
 
     /// §8: only the decoder's self-attention at levels 0 and 1, while the level's range holds c.
@@ -38,7 +44,7 @@ final class CrossImageProcessor: AttentionProcessor {
         }
     }
 
-    func attend(q: Tensor, k: Tensor, v: Tensor, heads: Int, site: AttentionSite) -> Tensor {
+    public func attend(q: Tensor, k: Tensor, v: Tensor, heads: Int, site: AttentionSite) -> Tensor {
         precondition(q.shape[0] == batch.size, "generation batch of \(batch.size) expected, got \(q.shape[0])")
         let swap = swaps(at: site)
         var source = Array(0..<batch.size)

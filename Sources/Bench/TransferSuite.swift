@@ -1,0 +1,56 @@
+import Foundation
+import Core
+
+/// `xattn-bench transfer`: the default job is too long to run whole on 2 cores, so this measures
+/// its parts at 512 px on SD 1.5-shaped random weights — one inversion step (batch 2: uncond and
+/// cond), one generation step with swapping (batch 4 with the cross-image processor), VAE encode
+/// and decode — and projects a default job from the pass counts (ALGORITHM.md §10).
+enum TransferSuite {
+    static func run(json: Bool) throws {
+        let peak = KernelSuite.peakGflops()
+        let unet = try UNetModel(config: UNetConfig(), weights: WeightReader(source: RandomWeights(seed: 1), component: "unet"), configPath: "SD 1.5 defaults")
+        let vae = try AutoencoderKL(config: VAEConfig(), weights: WeightReader(source: RandomWeights(seed: 2), component: "vae"), configPath: "SD 1.5 defaults")
+        var rows: [[String: Any]] = []
+        var seconds: [String: Double] = [:]
+        func measure(_ name: String, batch: Int, _ body: () -> Void) {
+            OpProfile.reset()
+            OpProfile.isEnabled = true
+            let start = Clock.now()
+            body()
+            let elapsed = Clock.now() - start
+            OpProfile.isEnabled = false
+            let gflops = OpProfile.matrixFlops / elapsed / 1e9
+            seconds[name] = elapsed
+            rows.append(["name": name, "batch": batch, "seconds": elapsed, "gflops": gflops, "ratio_to_peak": gflops / peak])
+            if !json { print(String(format: "%-22@ b%d %8.3f s %7.1f GFLOP/s  %.2f of peak", name, batch, elapsed, gflops, gflops / peak)) }
+        }
+        let context2 = benchTensor([2, 77, 768], seed: 3), context4 = benchTensor([4, 77, 768], seed: 3)
+        let latents2 = benchTensor([2, 4, 64, 64], seed: 4), latents4 = benchTensor([4, 4, 64, 64], seed: 5)
+        _ = unet(latents2, timesteps: [981], context: context2, freeU: .reference)  // warm-up
+        measure("inversion_step", batch: 2) { _ = unet(latents2, timesteps: [801], context: context2, freeU: .reference) }
+        let swap = CrossImageProcessor(options: TransferOptions(), counter: 12)
+        measure("generation_step_swap", batch: 4) { _ = unet(latents4, timesteps: [601], context: context4, processor: swap, freeU: .reference) }
+        let image = benchTensor([1, 3, 512, 512], seed: 6)
+        measure("vae_encode", batch: 1) { _ = vae.encodeMean(image) }
+        measure("vae_decode", batch: 1) { _ = vae.decode(benchTensor([1, 4, 64, 64], seed: 7)) }
+
+        // Default job: 2 encodes, 2 × 67 inversion steps of batch 2, 11 generation steps of batch
+        // 2 (≈ an inversion step) and 57 of batch 4, 1 decode. The reference: 2 × 100 inversion
+        // steps of batch 2 (its two batch-1 calls ≈ one of batch 2) and 68 steps of two batch-3
+        // passes (≈ 1.5 batch-4 steps each), 3 decodes.
+        let (inv, gen, enc, dec) = (seconds["inversion_step"] ?? 0, seconds["generation_step_swap"] ?? 0, seconds["vae_encode"] ?? 0, seconds["vae_decode"] ?? 0)
+        let projected = 2 * enc + 2 * 67 * inv + 11 * inv + 57 * gen + dec
+        let reference = 2 * enc + 2 * 100 * inv + 68 * 1.5 * gen + 3 * dec
+        let passes: [String: Int] = ["reference": 808, "xattn": 518, "xattn_cached_inversions": 250]
+        if json {
+            printJSON(["suite": "transfer", "peak_sgemm_gflops": peak, "results": rows, "unet_passes_batch1": passes,
+                       "projected_default_job_seconds": projected, "projected_reference_schedule_seconds": reference,
+                       "projected_cached_job_seconds": 11 * inv + 57 * gen + dec])
+        } else {
+            print(String(format: "peak sgemm %.1f GFLOP/s", peak))
+            print(String(format: "projected default job: %.0f s (%.1f min); with both inversions cached: %.0f s; the reference's schedule on this engine: %.0f s",
+                         projected, projected / 60, 11 * inv + 57 * gen + dec, reference))
+            print("UNet passes of batch 1: reference 808, xattn 518, xattn with cached inversions 250")
+        }
+    }
+}

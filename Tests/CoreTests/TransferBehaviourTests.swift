@@ -1,0 +1,100 @@
+import Foundation
+import Testing
+import Core
+
+/// Determinism, cancellation, validation and the cache, on the tiny model with a short schedule.
+@Suite(.serialized) struct TransferBehaviourTests {
+    func pipeline() throws -> TransferPipeline {
+        TransferPipeline(model: try TinySD.requireModel(), schedule: try NoiseSchedule())
+    }
+
+    func images() throws -> (Tensor, Tensor) {
+        let file = try SafetensorsFile(path: Fixtures.path("tiny-transfer/expected.safetensors"))
+        return (try file.tensor("structure.image"), try file.tensor("appearance.image"))
+    }
+
+    var shortOptions: TransferOptions {
+        var o = TransferParityTests.options
+        o.seed = 1234
+        return o
+    }
+
+    /// §11: the seeded generator makes every draw; two runs give the same bytes, another seed not.
+    @Test func sameSeedSameBytes() throws {
+        let (s, a) = try images()
+        let p = try pipeline()
+        let first = try p.run(structure: s, appearance: a, options: shortOptions)
+        let second = try p.run(structure: s, appearance: a, options: shortOptions)
+        #expect(first.image.scalars == second.image.scalars)
+        var other = shortOptions
+        other.seed = 99
+        #expect(try p.run(structure: s, appearance: a, options: other).image.scalars != first.image.scalars)
+    }
+
+    /// Cancelling during generation stops within one UNet pass with `.cancelled`.
+    @Test func cancellationStopsPromptly() throws {
+        let (s, a) = try images()
+        let cancellation = TransferCancellation()
+        var afterCancel = 0
+        #expect(throws: TransferError.cancelled) {
+            try pipeline().run(structure: s, appearance: a, options: shortOptions, cancellation: cancellation) { progress in
+                if cancellation.isCancelled { afterCancel += 1 }
+                if progress.phase == .generate && progress.step == 2 { cancellation.cancel() }
+            }
+        }
+        #expect(afterCancel == 0)
+    }
+
+    @Test func optionsAreValidated() throws {
+        let (s, a) = try images()
+        var o = TransferOptions()
+        o.skip = 100
+        #expect(throws: TransferError.invalidOption(option: "skip", reason: "must be in 0…99 (below timesteps), got 100")) {
+            try pipeline().run(structure: s, appearance: a, options: o)
+        }
+        o = TransferOptions()
+        o.adainRange = StepRange(30, 20)
+        #expect(throws: TransferError.invalidOption(option: "adain-range", reason: "must be A:B with 0 ≤ A ≤ B, got 30:20")) {
+            try pipeline().run(structure: s, appearance: a, options: o)
+        }
+        o = shortOptions
+        o.objectNoun = "giraffe"
+        #expect(throws: TransferError.objectNounNotInPrompt(noun: "giraffe", prompt: "A photo of a animal")) {
+            try pipeline().run(structure: s, appearance: a, options: o)
+        }
+        #expect(StepRange(parsing: "10:90") == StepRange(10, 90))
+        #expect(StepRange(parsing: "10-90") == nil)
+    }
+
+    /// A cached inversion is used only for the same image, prompt, schedule, seed and model.
+    @Test func cacheKeysTrackEverythingThatMatters() throws {
+        let (s, a) = try images()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("xattn-keys-\(UUID().uuidString)").path
+        let cache = try InversionCache(directory: directory)
+        let p = try pipeline()
+        let first = try p.run(structure: s, appearance: a, options: shortOptions, cache: cache)
+        #expect(first.unetPasses > 0)
+        #expect(try p.run(structure: s, appearance: a, options: shortOptions, cache: cache).unetPasses == first.unetPasses - 2 * 2 * 13)
+        var reseeded = shortOptions
+        reseeded.seed = 7
+        #expect(try p.run(structure: s, appearance: a, options: reseeded, cache: cache).unetPasses == first.unetPasses)
+        // The same appearance with another structure image: only the structure is inverted again.
+        let swapped = try p.run(structure: a, appearance: a, options: shortOptions, cache: cache)
+        #expect(swapped.unetPasses == first.unetPasses - 2 * 13)
+    }
+
+    /// FIPS 180-4 examples; digests from Python's hashlib.sha256.
+    @Test func sha256Vectors() {
+        var empty = SHA256()
+        #expect(SHA256.hex(empty.finalize()) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        var abc = SHA256()
+        abc.update("abc")
+        #expect(SHA256.hex(abc.finalize()) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        var long = SHA256()
+        long.update("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")
+        #expect(SHA256.hex(long.finalize()) == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        var blocks = SHA256()
+        blocks.update(Array(repeating: UInt8(ascii: "a"), count: 1000))
+        #expect(SHA256.hex(blocks.finalize()) == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
+    }
+}
