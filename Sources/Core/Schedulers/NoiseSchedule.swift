@@ -22,12 +22,12 @@ public struct NoiseSchedule: Sendable {
 
         public init(from decoder: Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
-            numTrainTimesteps = try c.decodeIfPresent(Int.self, forKey: .numTrainTimesteps) ?? numTrainTimesteps
-            betaStart = try c.decodeIfPresent(Double.self, forKey: .betaStart) ?? betaStart
-            betaEnd = try c.decodeIfPresent(Double.self, forKey: .betaEnd) ?? betaEnd
-            betaSchedule = try c.decodeIfPresent(String.self, forKey: .betaSchedule) ?? betaSchedule
-            setAlphaToOne = try c.decodeIfPresent(Bool.self, forKey: .setAlphaToOne) ?? setAlphaToOne
-            stepsOffset = try c.decodeIfPresent(Int.self, forKey: .stepsOffset) ?? stepsOffset
+            numTrainTimesteps = try c.decode(.numTrainTimesteps, default: numTrainTimesteps)
+            betaStart = try c.decode(.betaStart, default: betaStart)
+            betaEnd = try c.decode(.betaEnd, default: betaEnd)
+            betaSchedule = try c.decode(.betaSchedule, default: betaSchedule)
+            setAlphaToOne = try c.decode(.setAlphaToOne, default: setAlphaToOne)
+            stepsOffset = try c.decode(.stepsOffset, default: stepsOffset)
         }
     }
 

@@ -19,14 +19,14 @@ public struct CLIPTextConfig: Decodable, Equatable, Sendable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? vocabSize
-        hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? hiddenSize
-        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? intermediateSize
-        numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? numHiddenLayers
-        numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? numAttentionHeads
-        maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? maxPositionEmbeddings
-        layerNormEps = try c.decodeIfPresent(Float.self, forKey: .layerNormEps) ?? layerNormEps
-        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? hiddenAct
+        vocabSize = try c.decode(.vocabSize, default: vocabSize)
+        hiddenSize = try c.decode(.hiddenSize, default: hiddenSize)
+        intermediateSize = try c.decode(.intermediateSize, default: intermediateSize)
+        numHiddenLayers = try c.decode(.numHiddenLayers, default: numHiddenLayers)
+        numAttentionHeads = try c.decode(.numAttentionHeads, default: numAttentionHeads)
+        maxPositionEmbeddings = try c.decode(.maxPositionEmbeddings, default: maxPositionEmbeddings)
+        layerNormEps = try c.decode(.layerNormEps, default: layerNormEps)
+        hiddenAct = try c.decode(.hiddenAct, default: hiddenAct)
     }
 
     func validate(path: String) throws {

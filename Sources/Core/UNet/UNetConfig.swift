@@ -48,24 +48,21 @@ public struct UNetConfig: Decodable, Equatable, Sendable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
-        func value<T: Decodable>(_ key: Keys, _ fallback: T) throws -> T {
-            try c.decodeIfPresent(T.self, forKey: key) ?? fallback
-        }
-        inChannels = try value(.inChannels, inChannels)
-        outChannels = try value(.outChannels, outChannels)
-        blockOutChannels = try value(.blockOutChannels, blockOutChannels)
-        layersPerBlock = try value(.layersPerBlock, layersPerBlock)
-        downBlockTypes = try value(.downBlockTypes, downBlockTypes)
-        upBlockTypes = try value(.upBlockTypes, upBlockTypes)
+        inChannels = try c.decode(.inChannels, default: inChannels)
+        outChannels = try c.decode(.outChannels, default: outChannels)
+        blockOutChannels = try c.decode(.blockOutChannels, default: blockOutChannels)
+        layersPerBlock = try c.decode(.layersPerBlock, default: layersPerBlock)
+        downBlockTypes = try c.decode(.downBlockTypes, default: downBlockTypes)
+        upBlockTypes = try c.decode(.upBlockTypes, default: upBlockTypes)
         if c.contains(.midBlockType) { midBlockType = try c.decodeIfPresent(String.self, forKey: .midBlockType) }
-        crossAttentionDim = try value(.crossAttentionDim, crossAttentionDim)
+        crossAttentionDim = try c.decode(.crossAttentionDim, default: crossAttentionDim)
         attentionHeadDim = try Self.intOrList(c, .attentionHeadDim) ?? attentionHeadDim
         numAttentionHeads = try Self.intOrList(c, .numAttentionHeads)
-        normNumGroups = try value(.normNumGroups, normNumGroups)
-        normEps = try value(.normEps, normEps)
-        flipSinToCos = try value(.flipSinToCos, flipSinToCos)
-        freqShift = try value(.freqShift, freqShift)
-        useLinearProjection = try value(.useLinearProjection, useLinearProjection)
+        normNumGroups = try c.decode(.normNumGroups, default: normNumGroups)
+        normEps = try c.decode(.normEps, default: normEps)
+        flipSinToCos = try c.decode(.flipSinToCos, default: flipSinToCos)
+        freqShift = try c.decode(.freqShift, default: freqShift)
+        useLinearProjection = try c.decode(.useLinearProjection, default: useLinearProjection)
         transformerLayersPerBlock = try Self.intOrList(c, .transformerLayersPerBlock).map { list in
             guard Set(list).count == 1, let first = list.first else {
                 throw DecodingError.dataCorruptedError(forKey: .transformerLayersPerBlock, in: c,
@@ -73,8 +70,8 @@ public struct UNetConfig: Decodable, Equatable, Sendable {
             }
             return first
         } ?? transformerLayersPerBlock
-        downsamplePadding = try value(.downsamplePadding, downsamplePadding)
-        sampleSize = try value(.sampleSize, sampleSize)
+        downsamplePadding = try c.decode(.downsamplePadding, default: downsamplePadding)
+        sampleSize = try c.decode(.sampleSize, default: sampleSize)
 
         // Each option below has one value this model implements (SD 1.x/2.x's); record others.
         func isSet(_ key: Keys) -> Bool { c.contains(key) && (try? c.decodeNil(forKey: key)) == false }

@@ -20,13 +20,13 @@ public struct VAEConfig: Decodable, Equatable, Sendable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        inChannels = try c.decodeIfPresent(Int.self, forKey: .inChannels) ?? inChannels
-        outChannels = try c.decodeIfPresent(Int.self, forKey: .outChannels) ?? outChannels
-        latentChannels = try c.decodeIfPresent(Int.self, forKey: .latentChannels) ?? latentChannels
-        blockOutChannels = try c.decodeIfPresent([Int].self, forKey: .blockOutChannels) ?? blockOutChannels
-        layersPerBlock = try c.decodeIfPresent(Int.self, forKey: .layersPerBlock) ?? layersPerBlock
-        normNumGroups = try c.decodeIfPresent(Int.self, forKey: .normNumGroups) ?? normNumGroups
-        scalingFactor = try c.decodeIfPresent(Float.self, forKey: .scalingFactor) ?? scalingFactor
+        inChannels = try c.decode(.inChannels, default: inChannels)
+        outChannels = try c.decode(.outChannels, default: outChannels)
+        latentChannels = try c.decode(.latentChannels, default: latentChannels)
+        blockOutChannels = try c.decode(.blockOutChannels, default: blockOutChannels)
+        layersPerBlock = try c.decode(.layersPerBlock, default: layersPerBlock)
+        normNumGroups = try c.decode(.normNumGroups, default: normNumGroups)
+        scalingFactor = try c.decode(.scalingFactor, default: scalingFactor)
         downBlockTypes = try c.decodeIfPresent([String].self, forKey: .downBlockTypes)
         upBlockTypes = try c.decodeIfPresent([String].self, forKey: .upBlockTypes)
     }
