@@ -62,6 +62,9 @@ import Core
         #expect(throws: TransferError.objectNounNotInPrompt(noun: "giraffe", prompt: "A photo of a animal")) {
             try pipeline().run(structure: s, appearance: a, options: o)
         }
+        o = TransferOptions()
+        o.crossAttentionRange1 = StepRange(70, 90)
+        #expect(throws: TransferError.self) { try pipeline().run(structure: s, appearance: a, options: o) }
         #expect(StepRange(parsing: "10:90") == StepRange(10, 90))
         #expect(StepRange(parsing: "10-90") == nil)
     }
@@ -81,6 +84,18 @@ import Core
         // The same appearance with another structure image: only the structure is inverted again.
         let swapped = try p.run(structure: a, appearance: a, options: shortOptions, cache: cache)
         #expect(swapped.unetPasses == first.unetPasses - 2 * 13)
+    }
+
+    /// Beyond its byte budget the cache drops the least recently used entries.
+    @Test func cacheEvictsLeastRecentlyUsed() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("xattn-lru-\(UUID().uuidString)").path
+        let entry = InversionResult(xSkip: Tensor(shape: [4, 8, 8], repeating: 1), zs: Tensor(shape: [3, 4, 8, 8], repeating: 2))
+        let cache = try InversionCache(directory: directory, maximumBytes: 6000)  // one entry is ~4.3 KB with its header; two do not fit
+        try cache.store("first", entry)
+        #expect(cache.load("first") != nil)
+        try cache.store("second", entry)
+        #expect(cache.load("first") == nil)
+        #expect(cache.load("second")?.zs.scalars == entry.zs.scalars)
     }
 
     /// FIPS 180-4 examples; digests from Python's hashlib.sha256.

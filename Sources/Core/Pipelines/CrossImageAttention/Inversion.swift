@@ -5,6 +5,8 @@ public struct InversionResult: Sendable {
     public var xSkip: Tensor
     /// Z[K…T−1]: [T − K, 4, h, w]; the last is zero.
     public var zs: Tensor
+
+    public init(xSkip: Tensor, zs: Tensor) { (self.xSkip, self.zs) = (xSkip, zs) }
 }
 
 /// Edit-friendly DDPM inversion with η = 1, computing only what generation uses.

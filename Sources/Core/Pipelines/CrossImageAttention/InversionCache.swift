@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Inversions on disk, keyed by content: the preprocessed image, prompt, T, K, seed, noise stream,
 /// inversion guidance and the model's identity (ALGORITHM.md §10). A job that reuses an image
@@ -32,7 +35,7 @@ public final class InversionCache: @unchecked Sendable {
         let file = path(key)
         guard let stored = try? SafetensorsFile(path: file),
               let xSkip = try? stored.tensor("x_skip"), let zs = try? stored.tensor("zs") else { return nil }
-        try? FileManager.default.setAttributes([.modificationDate: Date()], ofItemAtPath: file)
+        utimes(file, nil)  // mark as recently used: the kernel stamps the current time
         return InversionResult(xSkip: xSkip, zs: zs)
     }
 

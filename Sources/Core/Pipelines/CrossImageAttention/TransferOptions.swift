@@ -66,6 +66,11 @@ public struct TransferOptions: Equatable, Codable, Sendable {
         guard skip >= 0 && skip < timesteps else { throw fail("skip", "must be in 0…\(timesteps - 1) (below timesteps), got \(skip)") }
         for (name, range) in [("cross-attn-range-0", crossAttentionRange0), ("cross-attn-range-1", crossAttentionRange1), ("adain-range", adainRange)] {
             guard range.start >= 0 && range.start <= range.end else { throw fail(name, "must be A:B with 0 ≤ A ≤ B, got \(range)") }
+            // A non-empty range that starts after the last step would silently do nothing;
+            // an empty range (A:A) is the way to switch a mechanism off.
+            guard range.start == range.end || range.start < generationSteps else {
+                throw fail(name, "starts at \(range.start), after the last of the \(generationSteps) generation steps (timesteps − skip); use \(range.start):\(range.start) to turn it off")
+            }
         }
         if maskedAdaIN && adainRange.start < 1 && adainRange.end > 0 {
             throw fail("adain-range", "must start at step 1 or later with masked AdaIN (the masks use the previous step's attention)")
