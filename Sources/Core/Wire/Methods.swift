@@ -1,0 +1,190 @@
+/// The methods of protocol version 1 (protocol/README.md is normative).
+public enum RPCMethod: String, CaseIterable, Sendable {
+    case hello = "daemon.hello"
+    case status = "daemon.status"
+    case reload = "daemon.reload"
+    case submit = "job.submit"
+    case get = "job.get"
+    case list = "job.list"
+    case watch = "job.watch"
+    case cancel = "job.cancel"
+    case retry = "job.retry"
+    case setPriority = "job.setPriority"
+    case result = "job.result"
+    case pause = "queue.pause"
+    case resume = "queue.resume"
+    case modelStatus = "model.status"
+}
+
+/// Notifications the daemon sends on a connection that called `job.watch`.
+public enum RPCNotificationName: String, CaseIterable, Sendable {
+    case progress = "job.progress"
+    case state = "job.state"
+    case heartbeat = "daemon.heartbeat"
+}
+
+public struct HelloParams: Codable, Equatable, Sendable {
+    /// Every protocol version the client speaks; the daemon picks the highest it also speaks.
+    public var protocolVersions: [Int]
+    public var client: String?
+    public init(protocolVersions: [Int], client: String? = nil) { (self.protocolVersions, self.client) = (protocolVersions, client) }
+}
+
+public struct HelloResult: Codable, Equatable, Sendable {
+    public var protocolVersion: Int
+    public var server: String
+    public var capabilities: [String]
+    public var maxFrameSize: Int
+    public init(protocolVersion: Int, server: String, capabilities: [String], maxFrameSize: Int) {
+        (self.protocolVersion, self.server, self.capabilities, self.maxFrameSize) = (protocolVersion, server, capabilities, maxFrameSize)
+    }
+}
+
+/// A transfer's options on the wire; absent fields take ALGORITHM.md §1's defaults. Ranges are
+/// [start, end) pairs.
+public struct TransferParameters: Codable, Equatable, Sendable {
+    public var domain: String?
+    public var prompt: String?
+    public var objectNoun: String?
+    public var seed: UInt64?
+    public var timesteps: Int?
+    public var skip: Int?
+    public var maskedAdain: Bool?
+    public var swapGuidance: Double?
+    public var contrast: Double?
+    public var crossAttnRange0: [Int]?
+    public var crossAttnRange1: [Int]?
+    public var adainRange: [Int]?
+    public init() {}
+}
+
+public struct SubmitParams: Codable, Equatable, Sendable {
+    /// The images' file contents (PNG), base64: the daemon never opens a path a client names.
+    public var structure: String
+    public var appearance: String
+    public var options: TransferParameters?
+    /// Higher runs first; default 0.
+    public var priority: Int?
+    /// A repeated key returns the job it first created instead of a new one.
+    public var idempotencyKey: String?
+    public init(structure: String, appearance: String, options: TransferParameters? = nil, priority: Int? = nil, idempotencyKey: String? = nil) {
+        (self.structure, self.appearance, self.options, self.priority, self.idempotencyKey) = (structure, appearance, options, priority, idempotencyKey)
+    }
+}
+
+public enum JobState: String, Codable, CaseIterable, Sendable {
+    case queued, running, succeeded, failed, cancelled
+    public var isFinal: Bool { self == .succeeded || self == .failed || self == .cancelled }
+}
+
+public struct JobProgress: Codable, Equatable, Sendable {
+    /// encode, invert structure, invert appearance, generate, decode
+    public var phase: String
+    public var step: Int
+    public var total: Int
+    /// Estimated seconds until the job ends, when known.
+    public var etaSeconds: Double?
+    public init(phase: String, step: Int, total: Int, etaSeconds: Double? = nil) {
+        (self.phase, self.step, self.total, self.etaSeconds) = (phase, step, total, etaSeconds)
+    }
+}
+
+public struct JobInfo: Codable, Equatable, Sendable {
+    public var id: String
+    public var state: JobState
+    public var priority: Int
+    /// uid of the submitting user (peer credentials), or of the hot folder's owner.
+    public var owner: UInt32
+    /// "rpc" or "hot-folder"
+    public var source: String
+    public var folder: String?
+    public var attempts: Int
+    /// ISO 8601 UTC times.
+    public var createdAt: String
+    public var startedAt: String?
+    public var finishedAt: String?
+    public var progress: JobProgress?
+    public var error: RPCErrorObject?
+    public var options: TransferParameters
+    public init(id: String, state: JobState, priority: Int, owner: UInt32, source: String, folder: String? = nil, attempts: Int,
+                createdAt: String, startedAt: String? = nil, finishedAt: String? = nil, progress: JobProgress? = nil,
+                error: RPCErrorObject? = nil, options: TransferParameters) {
+        (self.id, self.state, self.priority, self.owner, self.source, self.folder, self.attempts) = (id, state, priority, owner, source, folder, attempts)
+        (self.createdAt, self.startedAt, self.finishedAt, self.progress, self.error, self.options) = (createdAt, startedAt, finishedAt, progress, error, options)
+    }
+}
+
+public struct SubmitResult: Codable, Equatable, Sendable {
+    public var job: JobInfo
+    /// True when the idempotency key matched an earlier job (returned instead of a new one).
+    public var existing: Bool
+}
+
+/// Params of job.get, job.watch, job.cancel, job.retry, job.result.
+public struct JobReference: Codable, Equatable, Sendable {
+    public var job: String
+    public init(job: String) { self.job = job }
+}
+
+public struct ListParams: Codable, Equatable, Sendable {
+    public var states: [JobState]?
+    public var limit: Int?
+    public init(states: [JobState]? = nil, limit: Int? = nil) { (self.states, self.limit) = (states, limit) }
+}
+
+public struct ListResult: Codable, Equatable, Sendable {
+    public var jobs: [JobInfo]
+}
+
+public struct SetPriorityParams: Codable, Equatable, Sendable {
+    public var job: String
+    public var priority: Int
+}
+
+public struct JobResult: Codable, Equatable, Sendable {
+    public var job: String
+    /// The output image (PNG), base64.
+    public var png: String
+    /// Every parameter, the seed, the model identity and the timings.
+    public var sidecar: JSONValue
+}
+
+public struct ModelStatus: Codable, Equatable, Sendable {
+    /// "loading", "ready" or "failed"
+    public var state: String
+    public var path: String
+    public var identity: String?
+    public var loadSeconds: Double?
+    public var error: String?
+}
+
+public struct DaemonStatus: Codable, Equatable, Sendable {
+    public var server: String
+    public var protocolVersion: Int
+    /// "starting", "ready" or "stopping"
+    public var state: String
+    public var paused: Bool
+    public var queued: Int
+    public var queueLimit: Int
+    public var running: String?
+    public var model: ModelStatus
+}
+
+/// The result of methods that only acknowledge (cancel, pause, resume, reload, set_priority).
+public struct Acknowledgement: Codable, Equatable, Sendable {
+    public var ok: Bool
+    public var job: JobInfo?
+}
+
+public struct ProgressNotification: Codable, Equatable, Sendable {
+    public var job: String
+    public var progress: JobProgress
+}
+
+public struct StateNotification: Codable, Equatable, Sendable {
+    public var job: JobInfo
+}
+
+public struct Heartbeat: Codable, Equatable, Sendable {
+    public var time: String
+}

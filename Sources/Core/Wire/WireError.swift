@@ -1,0 +1,86 @@
+/// Every error the daemon answers with: JSON-RPC's own codes for protocol faults, and application
+/// errors in −32000…−32099, each with a stable `reason` string in `data` that clients branch on
+/// (messages are for people and may change).
+public enum WireError: Equatable, Sendable {
+    case parseError(String)
+    case invalidRequest(String)
+    case methodNotFound(String)
+    case invalidParams(String)
+    case internalError(String)
+    case queueFull(limit: Int)
+    case jobNotFound(String)
+    case invalidImage(String)
+    case permissionDenied(String)
+    case shuttingDown
+    case modelNotReady(String)
+    case frameTooLarge(length: Int, maximum: Int)
+    case unsupportedProtocol(requested: [Int], supported: ClosedRange<Int>)
+    case invalidOptions(String)
+    case invalidState(String)
+
+    public var code: Int {
+        switch self {
+        case .parseError: return -32700
+        case .invalidRequest: return -32600
+        case .methodNotFound: return -32601
+        case .invalidParams: return -32602
+        case .internalError: return -32603
+        case .queueFull: return -32001
+        case .jobNotFound: return -32002
+        case .invalidImage: return -32003
+        case .permissionDenied: return -32004
+        case .shuttingDown: return -32005
+        case .modelNotReady: return -32006
+        case .frameTooLarge: return -32007
+        case .unsupportedProtocol: return -32008
+        case .invalidOptions: return -32009
+        case .invalidState: return -32010
+        }
+    }
+
+    /// The stable reason (protocol/README.md, "Errors").
+    public var reason: String {
+        switch self {
+        case .parseError: return "parse_error"
+        case .invalidRequest: return "invalid_request"
+        case .methodNotFound: return "method_not_found"
+        case .invalidParams: return "invalid_params"
+        case .internalError: return "internal_error"
+        case .queueFull: return "queue_full"
+        case .jobNotFound: return "job_not_found"
+        case .invalidImage: return "invalid_image"
+        case .permissionDenied: return "permission_denied"
+        case .shuttingDown: return "shutting_down"
+        case .modelNotReady: return "model_not_ready"
+        case .frameTooLarge: return "frame_too_large"
+        case .unsupportedProtocol: return "unsupported_protocol"
+        case .invalidOptions: return "invalid_options"
+        case .invalidState: return "invalid_state"
+        }
+    }
+
+    public var message: String {
+        switch self {
+        case let .parseError(detail), let .invalidRequest(detail), let .invalidParams(detail), let .internalError(detail),
+             let .invalidImage(detail), let .permissionDenied(detail), let .modelNotReady(detail), let .invalidOptions(detail),
+             let .invalidState(detail):
+            return detail
+        case let .methodNotFound(method): return "unknown method '\(method)'"
+        case let .queueFull(limit): return "the queue is full (\(limit) jobs)"
+        case let .jobNotFound(id): return "no job '\(id)'"
+        case .shuttingDown: return "the daemon is shutting down"
+        case let .frameTooLarge(length, maximum): return "frame of \(length) bytes exceeds the maximum of \(maximum)"
+        case let .unsupportedProtocol(requested, supported):
+            return "protocol versions \(requested) not supported; this daemon speaks \(supported.lowerBound)…\(supported.upperBound)"
+        }
+    }
+
+    public var object: RPCErrorObject {
+        var data: [String: JSONValue] = ["reason": .string(reason)]
+        if case let .unsupportedProtocol(_, supported) = self {
+            data["supported"] = .object(["min": .integer(supported.lowerBound), "max": .integer(supported.upperBound)])
+        }
+        if case let .frameTooLarge(_, maximum) = self { data["maximum"] = .integer(maximum) }
+        return RPCErrorObject(code: code, message: message, data: .object(data))
+    }
+}
