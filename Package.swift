@@ -39,6 +39,11 @@ let package = Package(
         .executable(name: "xattnctl", targets: ["Client"]),
         .executable(name: "xattn-bench", targets: ["Bench"]),
     ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    ],
     targets: [
         // C libraries from Debian's -dev packages (scripts/setup installs them). Each is imported
         // by one wrapper file.
@@ -60,8 +65,15 @@ let package = Package(
 
         .executableTarget(
             name: "Daemon",
-            dependencies: ["Core", "Wire", "CSystemd", "CInotifyTools"],
-            path: "Sources/Daemon"
+            dependencies: [
+                "Core", "Wire", "CSystemd", "CInotifyTools",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            path: "Sources/Daemon",
+            swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .executableTarget(name: "Client", dependencies: ["Wire"], path: "Sources/Client"),
         .executableTarget(

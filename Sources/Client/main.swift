@@ -1,10 +1,33 @@
+import Foundation
 import Wire
 
-// xattnctl: the thin client. Commands arrive with the daemon's RPC (issue 5).
-let arguments = CommandLine.arguments.dropFirst()
-switch arguments.first {
-case "--version", "version":
+// xattnctl: the thin client of xattnd (links Wire only, never the engine).
+var arguments = Array(CommandLine.arguments.dropFirst())
+var socketOption: String?
+if let i = arguments.firstIndex(of: "--socket"), i + 1 < arguments.count {
+    socketOption = arguments[i + 1]
+    arguments.removeSubrange(i...(i + 1))
+}
+let socketPath = socketOption ?? ProcessInfo.processInfo.environment["XATTN_SOCKET"] ?? "/run/xattnd.sock"
+let json = arguments.contains("--json")
+arguments.removeAll { $0 == "--json" }
+guard let command = arguments.first, !["-h", "--help", "help"].contains(command) else {
+    print(Commands.usage)
+    exit(arguments.isEmpty ? 2 : 0)
+}
+if command == "--version" || command == "version" {
     print("xattnctl (protocol \(WireProtocol.version))")
-default:
-    print("usage: xattnctl --version")
+    exit(0)
+}
+do {
+    let commands = Commands(connection: try Connection(path: socketPath), json: json)
+    try commands.hello()
+    exit(try commands.run(command, Array(arguments.dropFirst())))
+} catch let error as ClientError {
+    FileHandle.standardError.write(Data("xattnctl: \(error.description)\n".utf8))
+    if error.kind == .usage { FileHandle.standardError.write(Data((Commands.usage + "\n").utf8)) }
+    exit(error.kind.rawValue)
+} catch {
+    FileHandle.standardError.write(Data("xattnctl: \(error)\n".utf8))
+    exit(1)
 }

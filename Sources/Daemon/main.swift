@@ -7,6 +7,14 @@ let arguments = Array(CommandLine.arguments.dropFirst())
 switch arguments.first {
 case "--version", "version":
     print("xattnd (protocol \(WireProtocol.version))")
+case "run":
+    do {
+        try RunCommand.run(Array(arguments.dropFirst()))
+    } catch {
+        FileHandle.standardError.write(Data("xattnd run: \(error)\n".utf8))
+        if error is Arguments.UsageError { FileHandle.standardError.write(Data((RunCommand.usage + "\n").utf8)) }
+        exit(1)
+    }
 case "transfer":
     do {
         try TransferCommand.run(Array(arguments.dropFirst()))
@@ -22,6 +30,6 @@ case "doctor":
     print("inotify: \(InotifyTools.initialize() ? "available" : "unavailable (hot folders will poll)")")
     print("systemd notify socket: \(Systemd.notify("STATUS=doctor") ? "present" : "absent")")
 default:
-    FileHandle.standardError.write(Data("usage: xattnd transfer … | doctor | --version\n".utf8))
+    FileHandle.standardError.write(Data("usage: xattnd run … | transfer … | doctor | --version\n".utf8))
     exit(2)
 }

@@ -118,6 +118,11 @@ public struct SubmitResult: Codable, Equatable, Sendable {
     public var job: JobInfo
     /// True when the idempotency key matched an earlier job (returned instead of a new one).
     public var existing: Bool
+
+    public init(job: JobInfo, existing: Bool) {
+        self.job = job
+        self.existing = existing
+    }
 }
 
 /// Params of job.get, job.watch, job.cancel, job.retry, job.result.
@@ -134,11 +139,20 @@ public struct ListParams: Codable, Equatable, Sendable {
 
 public struct ListResult: Codable, Equatable, Sendable {
     public var jobs: [JobInfo]
+
+    public init(jobs: [JobInfo]) {
+        self.jobs = jobs
+    }
 }
 
 public struct SetPriorityParams: Codable, Equatable, Sendable {
     public var job: String
     public var priority: Int
+
+    public init(job: String, priority: Int) {
+        self.job = job
+        self.priority = priority
+    }
 }
 
 public struct JobResult: Codable, Equatable, Sendable {
@@ -147,6 +161,12 @@ public struct JobResult: Codable, Equatable, Sendable {
     public var png: String
     /// Every parameter, the seed, the model identity and the timings.
     public var sidecar: JSONValue
+
+    public init(job: String, png: String, sidecar: JSONValue) {
+        self.job = job
+        self.png = png
+        self.sidecar = sidecar
+    }
 }
 
 public struct ModelStatus: Codable, Equatable, Sendable {
@@ -156,6 +176,14 @@ public struct ModelStatus: Codable, Equatable, Sendable {
     public var identity: String?
     public var loadSeconds: Double?
     public var error: String?
+
+    public init(state: String, path: String, identity: String? = nil, loadSeconds: Double? = nil, error: String? = nil) {
+        self.state = state
+        self.path = path
+        self.identity = identity
+        self.loadSeconds = loadSeconds
+        self.error = error
+    }
 }
 
 public struct DaemonStatus: Codable, Equatable, Sendable {
@@ -168,23 +196,52 @@ public struct DaemonStatus: Codable, Equatable, Sendable {
     public var queueLimit: Int
     public var running: String?
     public var model: ModelStatus
+
+    public init(server: String, protocolVersion: Int, state: String, paused: Bool, queued: Int, queueLimit: Int, running: String? = nil, model: ModelStatus) {
+        self.server = server
+        self.protocolVersion = protocolVersion
+        self.state = state
+        self.paused = paused
+        self.queued = queued
+        self.queueLimit = queueLimit
+        self.running = running
+        self.model = model
+    }
 }
 
 /// The result of methods that only acknowledge (cancel, pause, resume, reload, set_priority).
 public struct Acknowledgement: Codable, Equatable, Sendable {
     public var ok: Bool
     public var job: JobInfo?
+
+    public init(ok: Bool, job: JobInfo? = nil) {
+        self.ok = ok
+        self.job = job
+    }
 }
 
 public struct ProgressNotification: Codable, Equatable, Sendable {
     public var job: String
     public var progress: JobProgress
+
+    public init(job: String, progress: JobProgress) {
+        self.job = job
+        self.progress = progress
+    }
 }
 
 public struct StateNotification: Codable, Equatable, Sendable {
     public var job: JobInfo
+
+    public init(job: JobInfo) {
+        self.job = job
+    }
 }
 
 public struct Heartbeat: Codable, Equatable, Sendable {
     public var time: String
+
+    public init(time: String) {
+        self.time = time
+    }
 }

@@ -1,7 +1,7 @@
 /// Every error the daemon answers with: JSON-RPC's own codes for protocol faults, and application
 /// errors in −32000…−32099, each with a stable `reason` string in `data` that clients branch on
 /// (messages are for people and may change).
-public enum WireError: Equatable, Sendable {
+public enum WireError: Error, Equatable, Sendable {
     case parseError(String)
     case invalidRequest(String)
     case methodNotFound(String)

@@ -1,0 +1,32 @@
+import Foundation
+import Wire
+
+/// Job events fanned out to the connections watching them. Thread-safe: the worker publishes from
+/// its thread, connections subscribe and unsubscribe from the event loop.
+final class EventHub: @unchecked Sendable {
+    enum Event {
+        case progress(ProgressNotification)
+        case state(JobInfo)
+    }
+
+    private let lock = NSLock()
+    private var watchers: [String: [UUID: (Event) -> Void]] = [:]
+
+    /// Calls `handler` for every event of `job` until the returned token is cancelled.
+    func watch(_ job: String, _ handler: @escaping (Event) -> Void) -> UUID {
+        let token = UUID()
+        lock.lock(); watchers[job, default: [:]][token] = handler; lock.unlock()
+        return token
+    }
+
+    func unwatch(_ job: String, _ token: UUID) {
+        lock.lock(); watchers[job]?[token] = nil; lock.unlock()
+    }
+
+    func publish(_ job: String, _ event: Event) {
+        lock.lock()
+        let handlers = Array((watchers[job] ?? [:]).values)
+        lock.unlock()
+        for handler in handlers { handler(event) }
+    }
+}

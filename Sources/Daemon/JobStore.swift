@@ -1,0 +1,247 @@
+import Foundation
+import Core
+import GRDB
+import Wire
+
+/// One job as stored. Images live in `job_input`, apart, so listing never reads them.
+struct JobRecord: Codable, FetchableRecord, PersistableRecord, Equatable {
+    static let databaseTableName = "job"
+    var id: String
+    var idempotencyKey: String?
+    var owner: Int64
+    var source: String
+    var folder: String?
+    var state: String
+    var priority: Int
+    var attempts: Int
+    /// TransferParameters as JSON.
+    var parameters: String
+    var inputHash: String
+    var createdAt: Date
+    var startedAt: Date?
+    var finishedAt: Date?
+    /// RPCErrorObject as JSON.
+    var error: String?
+    var resultPath: String?
+
+    var jobState: JobState { JobState(rawValue: state) ?? .failed }
+}
+
+/// Why the store refused something.
+enum StoreError: Error, Equatable {
+    case queueFull(limit: Int)
+    case notFound(String)
+    case invalidState(String)
+}
+
+/// The persistent queue: SQLite in WAL mode with synchronous=FULL, so an acknowledged submit
+/// survives a crash; migrations; a database newer than this binary is refused.
+final class JobStore: @unchecked Sendable {
+    let pool: DatabasePool
+
+    init(path: String) throws {
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        pool = try DatabasePool(path: path, configuration: configuration)
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.create(table: "job") { t in
+                t.primaryKey("id", .text)
+                t.column("idempotencyKey", .text).unique()
+                t.column("owner", .integer).notNull()
+                t.column("source", .text).notNull()
+                t.column("folder", .text)
+                t.column("state", .text).notNull().indexed()
+                t.column("priority", .integer).notNull()
+                t.column("attempts", .integer).notNull()
+                t.column("parameters", .text).notNull()
+                t.column("inputHash", .text).notNull()
+                t.column("createdAt", .datetime).notNull()
+                t.column("startedAt", .datetime)
+                t.column("finishedAt", .datetime)
+                t.column("error", .text)
+                t.column("resultPath", .text)
+            }
+            try db.create(table: "job_input") { t in
+                t.primaryKey("jobId", .text).references("job", onDelete: .cascade)
+                t.column("structure", .blob).notNull()
+                t.column("appearance", .blob).notNull()
+            }
+            try db.create(table: "setting") { t in
+                t.primaryKey("key", .text)
+                t.column("value", .text).notNull()
+            }
+        }
+        if try pool.read({ try migrator.hasBeenSuperseded($0) }) {
+            throw DatabaseError(message: "the job store at \(path) was written by a newer xattnd; refusing to use it")
+        }
+        try migrator.migrate(pool)
+    }
+
+    struct NewJob {
+        var owner: UInt32
+        var source: String
+        var folder: String?
+        var priority: Int
+        var idempotencyKey: String?
+        var parameters: TransferParameters
+        var structure: Data
+        var appearance: Data
+    }
+
+    /// Inserts a queued job, or returns the job an earlier submit with the same idempotency key
+    /// created. Refuses when `limit` jobs are already queued.
+    func submit(_ new: NewJob, limit: Int) throws -> (JobRecord, existing: Bool) {
+        try pool.write { db in
+            if let key = new.idempotencyKey, let earlier = try JobRecord.filter(Column("idempotencyKey") == key).fetchOne(db) {
+                return (earlier, true)
+            }
+            let queued = try JobRecord.filter(Column("state") == JobState.queued.rawValue).fetchCount(db)
+            guard queued < limit else { throw StoreError.queueFull(limit: limit) }
+            var hash = Core.SHA256()
+            hash.update(Array(new.structure)); hash.update(Array(new.appearance))
+            let parameters = String(decoding: try JSONEncoder.sorted.encode(new.parameters), as: UTF8.self)
+            hash.update(parameters)
+            let record = JobRecord(
+                id: "j-" + UUID().uuidString.lowercased().prefix(12).replacingOccurrences(of: "-", with: ""),
+                idempotencyKey: new.idempotencyKey, owner: Int64(new.owner), source: new.source, folder: new.folder,
+                state: JobState.queued.rawValue, priority: new.priority, attempts: 0, parameters: parameters,
+                inputHash: Core.SHA256.hex(hash.finalize()), createdAt: Date())
+            try record.insert(db)
+            try db.execute(sql: "INSERT INTO job_input (jobId, structure, appearance) VALUES (?, ?, ?)",
+                           arguments: [record.id, new.structure, new.appearance])
+            return (record, false)
+        }
+    }
+
+    /// Marks the highest-priority, oldest queued job running (attempts + 1) and returns it; nil
+    /// when none is queued or the queue is paused.
+    func claimNext() throws -> JobRecord? {
+        try pool.write { db in
+            guard try !Self.paused(db) else { return nil }
+            guard let id = try String.fetchOne(db, sql: """
+                UPDATE job SET state = 'running', attempts = attempts + 1, startedAt = ?
+                WHERE id = (SELECT id FROM job WHERE state = 'queued' ORDER BY priority DESC, createdAt ASC, rowid ASC LIMIT 1)
+                RETURNING id
+                """, arguments: [Date()]) else { return nil }
+            return try JobRecord.fetchOne(db, key: id)
+        }
+    }
+
+    func inputs(of id: String) throws -> (structure: Data, appearance: Data) {
+        try pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT structure, appearance FROM job_input WHERE jobId = ?", arguments: [id]) else {
+                throw StoreError.notFound(id)
+            }
+            return (row["structure"], row["appearance"])
+        }
+    }
+
+    /// Records the end of a running job.
+    @discardableResult
+    func finish(_ id: String, state: JobState, error: RPCErrorObject? = nil, resultPath: String? = nil) throws -> JobRecord {
+        try pool.write { db in
+            guard var record = try JobRecord.fetchOne(db, key: id) else { throw StoreError.notFound(id) }
+            record.state = state.rawValue
+            record.finishedAt = state.isFinal ? Date() : nil
+            record.error = try error.map { String(decoding: try JSONEncoder.sorted.encode($0), as: UTF8.self) }
+            record.resultPath = resultPath
+            if state == .queued { record.startedAt = nil }
+            try record.update(db)
+            return record
+        }
+    }
+
+    /// At start: jobs left running by a crash or kill are queued again, or failed as interrupted
+    /// once they have been started `maxAttempts` times.
+    func recoverInterrupted(maxAttempts: Int) throws -> (requeued: [String], failed: [String]) {
+        try pool.write { db in
+            var requeued: [String] = [], failed: [String] = []
+            for var record in try JobRecord.filter(Column("state") == JobState.running.rawValue).fetchAll(db) {
+                if record.attempts >= maxAttempts {
+                    record.state = JobState.failed.rawValue
+                    record.finishedAt = Date()
+                    record.error = String(decoding: try JSONEncoder.sorted.encode(
+                        WireError.internalError("interrupted \(record.attempts) times; not retried").object), as: UTF8.self)
+                    failed.append(record.id)
+                } else {
+                    record.state = JobState.queued.rawValue
+                    record.startedAt = nil
+                    requeued.append(record.id)
+                }
+                try record.update(db)
+            }
+            return (requeued, failed)
+        }
+    }
+
+    /// Cancels a queued job (a running one is stopped by the worker, which then calls `finish`).
+    func cancelQueued(_ id: String) throws -> JobRecord {
+        try pool.write { db in
+            guard var record = try JobRecord.fetchOne(db, key: id) else { throw StoreError.notFound(id) }
+            guard record.jobState == .queued else { throw StoreError.invalidState("job \(id) is \(record.state)") }
+            record.state = JobState.cancelled.rawValue
+            record.finishedAt = Date()
+            try record.update(db)
+            return record
+        }
+    }
+
+    func retry(_ id: String) throws -> JobRecord {
+        try pool.write { db in
+            guard var record = try JobRecord.fetchOne(db, key: id) else { throw StoreError.notFound(id) }
+            guard record.jobState == .failed || record.jobState == .cancelled else {
+                throw StoreError.invalidState("job \(id) is \(record.state); only failed or cancelled jobs are retried")
+            }
+            (record.state, record.error, record.finishedAt, record.startedAt) = (JobState.queued.rawValue, nil, nil, nil)
+            try record.update(db)
+            return record
+        }
+    }
+
+    func setPriority(_ id: String, _ priority: Int) throws -> JobRecord {
+        try pool.write { db in
+            guard var record = try JobRecord.fetchOne(db, key: id) else { throw StoreError.notFound(id) }
+            record.priority = priority
+            try record.update(db)
+            return record
+        }
+    }
+
+    func get(_ id: String) throws -> JobRecord? { try pool.read { try JobRecord.fetchOne($0, key: id) } }
+
+    func list(states: [JobState]?, limit: Int) throws -> [JobRecord] {
+        try pool.read { db in
+            var request = JobRecord.order(Column("createdAt").desc, Column("rowid").desc).limit(limit)
+            if let states { request = request.filter(states.map(\.rawValue).contains(Column("state"))) }
+            return try request.fetchAll(db)
+        }
+    }
+
+    func queuedCount() throws -> Int {
+        try pool.read { try JobRecord.filter(Column("state") == JobState.queued.rawValue).fetchCount($0) }
+    }
+
+    var isPaused: Bool { (try? pool.read { try Self.paused($0) }) ?? false }
+
+    func setPaused(_ paused: Bool) throws {
+        try pool.write { db in
+            try db.execute(sql: "INSERT INTO setting (key, value) VALUES ('paused', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                           arguments: [paused ? "1" : "0"])
+        }
+    }
+
+    private static func paused(_ db: Database) throws -> Bool {
+        try String.fetchOne(db, sql: "SELECT value FROM setting WHERE key = 'paused'") == "1"
+    }
+}
+
+extension JSONEncoder {
+    static var sorted: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }
+}

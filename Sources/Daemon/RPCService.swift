@@ -1,0 +1,224 @@
+import Core
+import Foundation
+import Wire
+
+/// Who is calling, from the socket's peer credentials.
+struct Caller: Sendable {
+    let uid: UInt32
+    let gid: UInt32
+    /// root, the daemon's own user, or a member of the admin group.
+    let isAdmin: Bool
+}
+
+/// One connection's protocol state. `send` delivers notifications (thread-safe).
+final class Session: @unchecked Sendable {
+    let send: (RPCMessage) -> Void
+    private let lock = NSLock()
+    private var helloDone = false
+    private var watches: [(job: String, token: UUID)] = []
+
+    init(send: @escaping (RPCMessage) -> Void) { self.send = send }
+
+    var greeted: Bool {
+        get { lock.lock(); defer { lock.unlock() }; return helloDone }
+        set { lock.lock(); helloDone = newValue; lock.unlock() }
+    }
+
+    var isWatching: Bool { lock.lock(); defer { lock.unlock() }; return !watches.isEmpty }
+
+    func add(watch job: String, token: UUID) { lock.lock(); watches.append((job, token)); lock.unlock() }
+
+    func remove(token: UUID) { lock.lock(); watches.removeAll { $0.token == token }; lock.unlock() }
+
+    /// On disconnect: stop receiving events (the jobs themselves go on).
+    func close(_ events: EventHub) {
+        lock.lock(); let all = watches; watches = []; lock.unlock()
+        for watch in all { events.unwatch(watch.job, watch.token) }
+    }
+}
+
+/// Settings of the RPC surface.
+struct ServiceLimits {
+    var queueLimit = 100
+    var maximumFrameSize = WireProtocol.defaultMaximumFrameSize
+}
+
+/// Method dispatch, as plain logic over the store, the worker and the event hub (no sockets):
+/// every request gets exactly one reply; watches also get notifications through the session.
+final class RPCService: @unchecked Sendable {
+    static let serverName = "xattnd 0.1"
+    let store: JobStore
+    let worker: Worker
+    let events: EventHub
+    let limits: ServiceLimits
+    let model: ModelStatus
+    private let lock = NSLock()
+    private var stopping = false
+
+    init(store: JobStore, worker: Worker, events: EventHub, limits: ServiceLimits, model: ModelStatus) {
+        (self.store, self.worker, self.events, self.limits, self.model) = (store, worker, events, limits, model)
+    }
+
+    /// New work is refused from now on.
+    func beginShutdown() { lock.lock(); stopping = true; lock.unlock() }
+    var isStopping: Bool { lock.lock(); defer { lock.unlock() }; return stopping }
+
+    /// The reply to one message (nil for anything that is not a request).
+    func handle(_ message: RPCMessage, caller: Caller, session: Session) -> RPCMessage? {
+        guard case let .request(id, method, params) = message else { return nil }
+        do {
+            let result = try dispatch(method, params: params ?? .object([:]), caller: caller, session: session)
+            return .response(id: id, result: result)
+        } catch let error as WireError {
+            return .error(id: id, error: error.object)
+        } catch let error as StoreError {
+            switch error {
+            case let .queueFull(limit): return .error(id: id, error: WireError.queueFull(limit: limit).object)
+            case let .notFound(job): return .error(id: id, error: WireError.jobNotFound(job).object)
+            case let .invalidState(detail): return .error(id: id, error: WireError.invalidState(detail).object)
+            }
+        } catch {
+            return .error(id: id, error: WireError.internalError("\(error)").object)
+        }
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ params: JSONValue) throws -> T {
+        do { return try params.decode(T.self) } catch { throw WireError.invalidParams("params do not fit the method: \(error)") }
+    }
+
+    private func dispatch(_ method: String, params: JSONValue, caller: Caller, session: Session) throws -> JSONValue {
+        guard let known = RPCMethod(rawValue: method) else { throw WireError.methodNotFound(method) }
+        if known != .hello && !session.greeted { throw WireError.invalidRequest("send daemon.hello first") }
+        switch known {
+        case .hello:
+            let hello = try decode(HelloParams.self, params)
+            guard hello.protocolVersions.contains(WireProtocol.version) else {
+                throw WireError.unsupportedProtocol(requested: hello.protocolVersions, supported: WireProtocol.version...WireProtocol.version)
+            }
+            session.greeted = true
+            return try JSONValue(encoding: HelloResult(protocolVersion: WireProtocol.version, server: Self.serverName,
+                                                      capabilities: ["watch", "priority", "idempotency"], maxFrameSize: limits.maximumFrameSize))
+        case .status:
+            return try JSONValue(encoding: DaemonStatus(server: Self.serverName, protocolVersion: WireProtocol.version,
+                                                        state: isStopping ? "stopping" : "ready", paused: store.isPaused,
+                                                        queued: try store.queuedCount(), queueLimit: limits.queueLimit,
+                                                        running: worker.runningJob, model: model))
+        case .modelStatus:
+            return try JSONValue(encoding: model)
+        case .reload:
+            guard caller.isAdmin else { throw WireError.permissionDenied("reload needs an admin") }
+            throw WireError.invalidState("this daemon was started without a configuration file; there is nothing to reload")
+        case .submit:
+            return try JSONValue(encoding: try submit(try decode(SubmitParams.self, params), caller: caller))
+        case .get:
+            return try JSONValue(encoding: try info(try decode(JobReference.self, params).job))
+        case .list:
+            let list = try decode(ListParams.self, params)
+            let jobs = try store.list(states: list.states, limit: min(max(list.limit ?? 100, 1), 1000))
+            return try JSONValue(encoding: ListResult(jobs: jobs.map { JobConversion.info($0, progress: worker.progress(of: $0.id)) }))
+        case .watch:
+            return try JSONValue(encoding: try watch(try decode(JobReference.self, params).job, session: session))
+        case .cancel:
+            return try JSONValue(encoding: try cancel(try decode(JobReference.self, params).job, caller: caller))
+        case .retry:
+            let job = try decode(JobReference.self, params).job
+            try authorize(job, caller)
+            let record = try store.retry(job)
+            worker.wake()
+            return try JSONValue(encoding: Acknowledgement(ok: true, job: JobConversion.info(record)))
+        case .setPriority:
+            let request = try decode(SetPriorityParams.self, params)
+            try authorize(request.job, caller)
+            let record = try store.setPriority(request.job, request.priority)
+            worker.wake()
+            return try JSONValue(encoding: Acknowledgement(ok: true, job: JobConversion.info(record)))
+        case .result:
+            return try JSONValue(encoding: try result(try decode(JobReference.self, params).job))
+        case .pause, .resume:
+            guard caller.isAdmin else { throw WireError.permissionDenied("\(method) needs an admin") }
+            try store.setPaused(known == .pause)
+            worker.wake()
+            return try JSONValue(encoding: Acknowledgement(ok: true, job: nil))
+        }
+    }
+
+    private func submit(_ request: SubmitParams, caller: Caller) throws -> SubmitResult {
+        guard !isStopping else { throw WireError.shuttingDown }
+        guard let structure = Data(base64Encoded: request.structure), let appearance = Data(base64Encoded: request.appearance) else {
+            throw WireError.invalidParams("structure and appearance must be base64")
+        }
+        // The header is checked here; the worker decodes the whole file, off the event loop.
+        for (name, data) in [("structure", structure), ("appearance", appearance)] where !data.starts(with: [0x89, 0x50, 0x4E, 0x47]) {
+            throw WireError.invalidImage("\(name): not a PNG file")
+        }
+        do { _ = try JobConversion.options(request.options ?? TransferParameters()) } catch { throw WireError.invalidOptions("\(error)") }
+        let (record, existing) = try store.submit(JobStore.NewJob(
+            owner: caller.uid, source: "rpc", folder: nil, priority: request.priority ?? 0, idempotencyKey: request.idempotencyKey,
+            parameters: request.options ?? TransferParameters(), structure: structure, appearance: appearance), limit: limits.queueLimit)
+        if !existing { worker.wake() }
+        return SubmitResult(job: JobConversion.info(record), existing: existing)
+    }
+
+    private func info(_ job: String) throws -> JobInfo {
+        guard let record = try store.get(job) else { throw WireError.jobNotFound(job) }
+        return JobConversion.info(record, progress: worker.progress(of: job))
+    }
+
+    /// Registers first, then takes the snapshot, so no event between the two is lost.
+    private func watch(_ job: String, session: Session) throws -> JobInfo {
+        var token = UUID()
+        token = events.watch(job) { [events] event in
+            switch event {
+            case let .progress(progress):
+                session.send(.notification(method: RPCNotificationName.progress.rawValue, params: try? JSONValue(encoding: progress)))
+            case let .state(info):
+                session.send(.notification(method: RPCNotificationName.state.rawValue, params: try? JSONValue(encoding: StateNotification(job: info))))
+                if info.state.isFinal {
+                    events.unwatch(job, token)
+                    session.remove(token: token)
+                }
+            }
+        }
+        let snapshot: JobInfo
+        do { snapshot = try info(job) } catch { events.unwatch(job, token); throw error }
+        if snapshot.state.isFinal { events.unwatch(job, token) } else { session.add(watch: job, token: token) }
+        return snapshot
+    }
+
+    private func cancel(_ job: String, caller: Caller) throws -> Acknowledgement {
+        let record = try authorize(job, caller)
+        switch record.jobState {
+        case .queued:
+            let cancelled = try store.cancelQueued(job)
+            let info = JobConversion.info(cancelled)
+            events.publish(job, .state(info))
+            return Acknowledgement(ok: true, job: info)
+        case .running:
+            guard worker.cancel(job) else { throw WireError.invalidState("job \(job) is ending") }
+            return Acknowledgement(ok: true, job: JobConversion.info(record))
+        default:
+            throw WireError.invalidState("job \(job) is \(record.state)")
+        }
+    }
+
+    private func result(_ job: String) throws -> JobResult {
+        guard let record = try store.get(job) else { throw WireError.jobNotFound(job) }
+        guard record.jobState == .succeeded, let path = record.resultPath,
+              let png = FileManager.default.contents(atPath: path) else {
+            throw WireError.invalidState("job \(job) is \(record.state); it has no result")
+        }
+        let sidecarPath = (path as NSString).deletingPathExtension + ".json"
+        let sidecar = FileManager.default.contents(atPath: sidecarPath).flatMap { try? JSONDecoder().decode(JSONValue.self, from: $0) } ?? .null
+        return JobResult(job: job, png: png.base64EncodedString(), sidecar: sidecar)
+    }
+
+    /// The job, if the caller owns it or is an admin.
+    @discardableResult
+    private func authorize(_ job: String, _ caller: Caller) throws -> JobRecord {
+        guard let record = try store.get(job) else { throw WireError.jobNotFound(job) }
+        guard caller.isAdmin || UInt32(clamping: record.owner) == caller.uid else {
+            throw WireError.permissionDenied("job \(job) belongs to uid \(record.owner)")
+        }
+        return record
+    }
+}

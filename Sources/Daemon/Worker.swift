@@ -1,0 +1,187 @@
+import Core
+import Foundation
+import Logging
+import Wire
+
+/// The one compute worker: a dedicated thread (never the event loop or Swift's cooperative pool)
+/// that takes the highest-priority, oldest queued job, runs it, and records the outcome.
+final class Worker: @unchecked Sendable {
+    let store: JobStore
+    let events: EventHub
+    let model: StableDiffusionModel
+    let schedule: NoiseSchedule
+    let resultsDirectory: String
+    let cache: InversionCache?
+    let logger: Logger
+
+    private let condition = NSCondition()
+    private var stopping = false
+    private var running: (id: String, cancellation: TransferCancellation, requeue: Bool)?
+    private var latestProgress: [String: JobProgress] = [:]
+    private var thread: Thread?
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(store: JobStore, events: EventHub, model: StableDiffusionModel, schedule: NoiseSchedule,
+         resultsDirectory: String, cache: InversionCache?, logger: Logger) {
+        (self.store, self.events, self.model, self.schedule) = (store, events, model, schedule)
+        (self.resultsDirectory, self.cache, self.logger) = (resultsDirectory, cache, logger)
+    }
+
+    func start() {
+        let thread = Thread { [self] in loop(); finished.signal() }
+        thread.name = "xattn-worker"
+        thread.stackSize = 8 << 20
+        self.thread = thread
+        thread.start()
+    }
+
+    /// A job was queued, the queue resumed, or a priority changed.
+    func wake() { condition.lock(); condition.signal(); condition.unlock() }
+
+    /// The running job's id, if any.
+    var runningJob: String? { condition.lock(); defer { condition.unlock() }; return running?.id }
+
+    func progress(of job: String) -> JobProgress? { condition.lock(); defer { condition.unlock() }; return latestProgress[job] }
+
+    /// Stops the running job `id` at the next UNet pass; false when it is not the running one.
+    func cancel(_ id: String) -> Bool {
+        condition.lock(); defer { condition.unlock() }
+        guard let running, running.id == id else { return false }
+        running.cancellation.cancel()
+        return true
+    }
+
+    /// Stops intake; the running job stops at its next pass and is queued again. Waits for it.
+    func shutdown() {
+        condition.lock()
+        stopping = true
+        if let current = running {
+            running = (current.id, current.cancellation, true)
+            current.cancellation.cancel()
+        }
+        condition.signal()
+        condition.unlock()
+        if thread != nil { finished.wait() }
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            if stopping { condition.unlock(); return }
+            condition.unlock()
+            let job: JobRecord?
+            do { job = try store.claimNext() } catch {
+                logger.error("claiming a job failed: \(error)")
+                job = nil
+            }
+            guard let job else {
+                condition.lock()
+                if !stopping { _ = condition.wait(until: Date().addingTimeInterval(5)) }
+                condition.unlock()
+                continue
+            }
+            run(job)
+        }
+    }
+
+    private func run(_ job: JobRecord) {
+        let cancellation = TransferCancellation()
+        condition.lock(); running = (job.id, cancellation, false); condition.unlock()
+        events.publish(job.id, .state(JobConversion.info(job)))
+        logger.info("job started", metadata: ["job": "\(job.id)", "attempt": "\(job.attempts)"])
+        let outcome = execute(job, cancellation: cancellation)
+        condition.lock()
+        let requeue = running?.requeue ?? false
+        running = nil
+        latestProgress[job.id] = nil
+        condition.unlock()
+        let record: JobRecord
+        do {
+            switch outcome {
+            case let .success(path): record = try store.finish(job.id, state: .succeeded, resultPath: path)
+            case .cancelled: record = try store.finish(job.id, state: requeue ? .queued : .cancelled)
+            case let .failure(error): record = try store.finish(job.id, state: .failed, error: error.object)
+            }
+        } catch {
+            logger.error("recording job \(job.id) failed: \(error)")
+            return
+        }
+        logger.info("job ended", metadata: ["job": "\(job.id)", "state": "\(record.state)"])
+        events.publish(job.id, .state(JobConversion.info(record)))
+    }
+
+    enum Outcome { case success(String), cancelled, failure(WireError) }
+
+    private func execute(_ job: JobRecord, cancellation: TransferCancellation) -> Outcome {
+        do {
+            let parameters = try JSONDecoder().decode(TransferParameters.self, from: Data(job.parameters.utf8))
+            let options: TransferOptions
+            do { options = try JobConversion.options(parameters) } catch { return .failure(.invalidOptions("\(error)")) }
+            let (structureData, appearanceData) = try store.inputs(of: job.id)
+            let size = model.unet.config.sampleSize * (1 << (model.vae.config.blockOutChannels.count - 1))
+            let structure: RGBImage, appearance: RGBImage
+            do { structure = try PNGLibrary.decode(structureData) } catch { return .failure(.invalidImage("structure: \(error)")) }
+            do { appearance = try PNGLibrary.decode(appearanceData) } catch { return .failure(.invalidImage("appearance: \(error)")) }
+            let pipeline = TransferPipeline(model: model, schedule: schedule)
+            let eta = ETAEstimator(options: options)
+            let result = try pipeline.run(
+                structure: ImagePreprocessing.modelInput(structure, size: size), appearance: ImagePreprocessing.modelInput(appearance, size: size),
+                options: options, cache: cache, cancellation: cancellation) { [self] p in
+                let progress = JobProgress(phase: p.phase.rawValue, step: p.step, total: p.total, etaSeconds: eta.update(p))
+                condition.lock(); latestProgress[job.id] = progress; condition.unlock()
+                events.publish(job.id, .progress(ProgressNotification(job: job.id, progress: progress)))
+            }
+            return .success(try writeResult(job, result: result, options: options))
+        } catch TransferError.cancelled {
+            return .cancelled
+        } catch {
+            return .failure(.internalError("\(error)"))
+        }
+    }
+
+    /// NAME.png and NAME.json (every parameter, seed, model identity, timings), each written to a
+    /// temporary name and renamed.
+    private func writeResult(_ job: JobRecord, result: TransferResult, options: TransferOptions) throws -> String {
+        try FileManager.default.createDirectory(atPath: resultsDirectory, withIntermediateDirectories: true)
+        let png = resultsDirectory + "/\(job.id).png"
+        try PNGLibrary.encode(ImagePreprocessing.image(from: result.image)).write(to: URL(fileURLWithPath: png), options: .atomic)
+        let sidecar: [String: JSONValue] = [
+            "job": .string(job.id), "options": (try? JSONValue(encoding: options)) ?? .null, "seed": .string(String(options.seed)),
+            "model": .string(model.identity), "modelPath": .string(model.path), "unetPasses": .integer(result.unetPasses),
+            "seconds": .object(result.secondsPerPhase.mapValues { .number($0) }), "warnings": .array(result.warnings.map { .string($0) }),
+            "inputHash": .string(job.inputHash),
+        ]
+        try JSONEncoder.sorted.encode(JSONValue.object(sidecar)).write(to: URL(fileURLWithPath: resultsDirectory + "/\(job.id).json"), options: .atomic)
+        return png
+    }
+}
+
+/// Remaining time from the pace so far, in UNet passes of batch 1: an inversion step is 2, a
+/// generation step about 3.6 (11 of 2 and 57 of 4 at the defaults), a decode about 3.
+final class ETAEstimator {
+    let start = Date()
+    let inversionSteps: Int
+    let generationSteps: Int
+    var passesDone = 0.0
+
+    init(options: TransferOptions) {
+        inversionSteps = max(options.timesteps - 1 - options.skip, 0)
+        generationSteps = options.generationSteps
+    }
+
+    func update(_ p: TransferProgress) -> Double? {
+        let generationPass = 3.6
+        let remainingInversion: Double, done: Double
+        switch p.phase {
+        case .encode: (done, remainingInversion) = (0, Double(2 * inversionSteps) * 2)
+        case .invertStructure: (done, remainingInversion) = (Double(p.step) * 2, Double(inversionSteps - p.step) * 2 + Double(inversionSteps) * 2)
+        case .invertAppearance: (done, remainingInversion) = (Double(inversionSteps + p.step) * 2, Double(inversionSteps - p.step) * 2)
+        case .generate, .decode: (done, remainingInversion) = (Double(inversionSteps) * 4, 0)
+        }
+        let generationDone = p.phase == .generate ? Double(p.step) : (p.phase == .decode ? Double(generationSteps) : 0)
+        passesDone = done + generationDone * generationPass
+        guard passesDone > 0 else { return nil }
+        let remaining = remainingInversion + (Double(generationSteps) - generationDone) * generationPass + (p.phase == .decode && p.step == p.total ? 0 : 3)
+        return Date().timeIntervalSince(start) / passesDone * remaining
+    }
+}
