@@ -90,5 +90,8 @@ let package = Package(
             swiftSettings: engineSettings
         ),
         .testTarget(name: "WireTests", dependencies: ["Wire"], path: "Tests/WireTests"),
+        // Runs the real xattnd and xattnctl binaries (the dependency makes SwiftPM build them).
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Client", "Wire"], path: "Tests/DaemonTests",
+                    swiftSettings: [.swiftLanguageMode(.v5)]),
     ]
 )

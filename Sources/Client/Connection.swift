@@ -81,7 +81,8 @@ final class Connection {
             guard let base = raw.baseAddress else { return }
             var offset = 0
             while offset < raw.count {
-                let n = write(fd, base + offset, raw.count - offset)
+                // MSG_NOSIGNAL: a closed connection is an error here, not a SIGPIPE that kills us.
+                let n = Glibc.send(fd, base + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
                 if n < 0 && errno == EINTR { continue }
                 guard n > 0 else { throw ClientError(kind: .notRunning, description: "the connection to xattnd was lost") }
                 offset += n

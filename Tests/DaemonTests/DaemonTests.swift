@@ -1,0 +1,82 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+import Wire
+
+/// The real daemon and client, end to end, on the tiny model.
+@Suite(.serialized) struct DaemonTests {
+    @Test func submitWatchAndResult() throws {
+        let daemon = try DaemonHarness()
+        try daemon.start()
+        let out = daemon.directory.appendingPathComponent("out.png").path
+        let run = daemon.ctl(["submit", DaemonHarness.structure, DaemonHarness.appearance, "--wait", "--out", out] + DaemonHarness.quick)
+        #expect(run.code == 0, "\(run.output)")
+        let png = try #require(FileManager.default.contents(atPath: out))
+        #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]))
+        // The sidecar lies beside the result in the state directory.
+        let results = try FileManager.default.contentsOfDirectory(atPath: daemon.stateDirectory + "/results")
+        #expect(results.contains { $0.hasSuffix(".json") })
+    }
+
+    /// Cancelling one queued job leaves the others to finish.
+    @Test func cancelOneOfSeveral() throws {
+        let daemon = try DaemonHarness()
+        try daemon.start()
+        let jobs = (0..<3).map { i in daemon.submit(DaemonHarness.quick + ["--seed", "\(i)"]) }
+        #expect(daemon.ctl(["cancel", jobs[1]]).code == 0)
+        #expect(daemon.waitUntil(jobs[0], isIn: ["succeeded", "failed"]) == "succeeded")
+        #expect(daemon.waitUntil(jobs[2], isIn: ["succeeded", "failed"]) == "succeeded")
+        #expect(daemon.state(jobs[1]) == "cancelled")
+    }
+
+    /// SIGTERM during a job: it is queued again, and after a restart both jobs finish.
+    @Test func restartLosesNothing() throws {
+        let daemon = try DaemonHarness()
+        try daemon.start()
+        let running = daemon.submit(["--domain", "animal"])  // a default job, long enough to interrupt
+        let queued = daemon.submit()
+        #expect(daemon.waitUntil(running, isIn: ["running"]) == "running")
+        daemon.stop()
+        try daemon.start()
+        #expect(daemon.waitUntil(running, isIn: ["succeeded", "failed"], seconds: 120) == "succeeded")
+        #expect(daemon.waitUntil(queued, isIn: ["succeeded", "failed"]) == "succeeded")
+        let info = try JSONDecoder().decode(JobInfo.self, from: Data(daemon.ctl(["--json", "status", running]).output.utf8))
+        #expect(info.attempts == 2)
+    }
+
+    @Test func idempotencyAndQueueLimit() throws {
+        let daemon = try DaemonHarness()
+        try daemon.start(extra: ["--queue-limit", "2"])
+        #expect(daemon.ctl(["pause"]).code == 0)
+        let first = daemon.submit(DaemonHarness.quick + ["--key", "same"])
+        #expect(daemon.submit(DaemonHarness.quick + ["--key", "same"]) == first)
+        _ = daemon.submit()
+        let refused = daemon.ctl(["submit", DaemonHarness.structure, DaemonHarness.appearance] + DaemonHarness.quick)
+        #expect(refused.code == 4)  // queue full
+        #expect(daemon.ctl(["resume"]).code == 0)
+        #expect(daemon.waitUntil(first, isIn: ["succeeded", "failed"]) == "succeeded")
+    }
+
+    @Test func clientSaysWhenTheDaemonIsNotRunning() throws {
+        let daemon = try DaemonHarness()
+        #expect(daemon.ctl(["status"]).code == 3)
+    }
+
+    /// Another user may not cancel root's job (needs setpriv to switch uid; skipped without it).
+    @Test func onlyTheOwnerOrAnAdminCancels() throws {
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else { return }
+        let daemon = try DaemonHarness()
+        try daemon.start()
+        #expect(daemon.ctl(["pause"]).code == 0)
+        let job = daemon.submit()
+        chmod(daemon.socket, 0o666)
+        chmod(daemon.directory.path, 0o755)
+        let denied = daemon.ctl(["cancel", job], asUser: 65534)
+        #expect(denied.code == 1)
+        #expect(daemon.ctl(["pause"], asUser: 65534).code == 1)
+        #expect(daemon.state(job) == "queued")
+        #expect(daemon.ctl(["cancel", job]).code == 0)
+    }
+}
