@@ -50,13 +50,21 @@ final class RPCService: @unchecked Sendable {
     let store: JobStore
     let worker: Worker
     let events: EventHub
-    let limits: ServiceLimits
     let model: ModelStatus
     private let lock = NSLock()
     private var stopping = false
+    private var currentLimits: ServiceLimits
+    /// Re-reads and applies the configuration; throws its error (the old one then stays).
+    var reload: (() throws -> Void)?
 
     init(store: JobStore, worker: Worker, events: EventHub, limits: ServiceLimits, model: ModelStatus) {
-        (self.store, self.worker, self.events, self.limits, self.model) = (store, worker, events, limits, model)
+        (self.store, self.worker, self.events, self.currentLimits, self.model) = (store, worker, events, limits, model)
+    }
+
+    /// The limits in force (a reload may change them; new connections see the new frame size).
+    var limits: ServiceLimits {
+        get { lock.lock(); defer { lock.unlock() }; return currentLimits }
+        set { lock.lock(); currentLimits = newValue; lock.unlock() }
     }
 
     /// New work is refused from now on.
@@ -107,7 +115,11 @@ final class RPCService: @unchecked Sendable {
             return try JSONValue(encoding: model)
         case .reload:
             guard caller.isAdmin else { throw WireError.permissionDenied("reload needs an admin") }
-            throw WireError.invalidState("this daemon was started without a configuration file; there is nothing to reload")
+            guard let reload else { throw WireError.invalidState("reloading is not available") }
+            do { try reload() } catch {
+                throw WireError.invalidState("the configuration was not applied: \(error); the previous one stays in effect")
+            }
+            return try JSONValue(encoding: Acknowledgement(ok: true, job: nil))
         case .submit:
             return try JSONValue(encoding: try submit(try decode(SubmitParams.self, params), caller: caller))
         case .get:

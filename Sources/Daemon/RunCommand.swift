@@ -7,56 +7,69 @@ import Wire
 /// SIGTERM/SIGINT, which stop intake, stop the running job at its next pass, requeue it, and exit.
 enum RunCommand {
     static let usage = """
-        usage: xattnd run --model DIR_OR_FILE [--state-dir DIR] [--socket PATH] [--queue-limit N]
-          [--max-frame-size BYTES] [--admin-group NAME] [--max-attempts N] [--idle-timeout SECONDS]
-          [--cache-dir DIR] [--no-cache] [--tokenizer DIR]
+        usage: xattnd run [--config FILE] [--model DIR_OR_FILE] [--state-dir DIR] [--socket PATH]
+          [--socket-group NAME] [--queue-limit N] [--max-frame-size BYTES] [--admin-group NAME]
+          [--max-attempts N] [--idle-timeout SECONDS] [--cache-dir DIR] [--no-cache] [--tokenizer DIR]
+        Flags override the configuration file (TOML; see systemd/xattnd.toml).
         """
 
     static func run(_ raw: [String]) throws {
-        let a = try Arguments(raw, valued: ["model", "state-dir", "socket", "queue-limit", "max-frame-size", "admin-group",
-                                            "max-attempts", "idle-timeout", "cache-dir", "tokenizer"], switches: ["no-cache"])
-        var logger = Logger(label: "xattnd")
-        logger.logLevel = .info
-        let stateDirectory = a.string("state-dir") ?? "/var/lib/xattnd"
-        let socket = a.string("socket") ?? "/run/xattnd.sock"
-        var limits = ServiceLimits()
-        if let n = try a.parse("queue-limit", as: "a whole number ≥ 1", { Int($0).flatMap { $0 >= 1 ? $0 : nil } }) { limits.queueLimit = n }
-        if let n = try a.parse("max-frame-size", as: "a number of bytes ≥ 1024", { Int($0).flatMap { $0 >= 1024 ? $0 : nil } }) { limits.maximumFrameSize = n }
-        let maxAttempts = try a.parse("max-attempts", as: "a whole number ≥ 1", { Int($0).flatMap { $0 >= 1 ? $0 : nil } }) ?? 3
-        let idle = try a.parse("idle-timeout", as: "seconds", { Int64($0) }) ?? 300
-        let adminGroup = try a.string("admin-group").map { name -> gid_t in
-            guard let group = getgrnam(name) else { throw Arguments.UsageError(description: "--admin-group: no group '\(name)'") }
-            return group.pointee.gr_gid
+        let flags = try Arguments(raw, valued: ["config", "model", "state-dir", "socket", "socket-group", "queue-limit", "max-frame-size",
+                                                "admin-group", "max-attempts", "idle-timeout", "cache-dir", "tokenizer"], switches: ["no-cache"])
+        let settings: DaemonSettings
+        do { settings = try DaemonSettings.load(file: flags.string("config"), flags: flags) } catch let error as DaemonSettings.Invalid {
+            throw Arguments.UsageError(description: error.description)
         }
-        try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        let logger = DaemonLogging.logger()
+        try FileManager.default.createDirectory(atPath: settings.stateDirectory, withIntermediateDirectories: true)
 
         Systemd.notify("STATUS=loading the model")
-        let modelPath = try a.required("model")
+        let modelPath = settings.model ?? ""
         let start = Date()
-        let model = try StableDiffusionModel.load(from: modelPath, tokenizer: a.string("tokenizer"))
+        let model = try StableDiffusionModel.load(from: modelPath, tokenizer: settings.tokenizer)
         let loadSeconds = Date().timeIntervalSince(start)
         logger.info("model loaded", metadata: ["path": "\(modelPath)", "seconds": "\(String(format: "%.1f", loadSeconds))", "identity": "\(model.identity.prefix(12))"])
         let schedule = try NoiseSchedule(config: try TransferCommand.schedulerConfig(near: model.path))
 
-        let store = try JobStore(path: stateDirectory + "/jobs.sqlite")
-        let recovered = try store.recoverInterrupted(maxAttempts: maxAttempts)
+        let store = try JobStore(path: settings.stateDirectory + "/jobs.sqlite")
+        let recovered = try store.recoverInterrupted(maxAttempts: settings.maxAttempts)
         if !recovered.requeued.isEmpty || !recovered.failed.isEmpty {
             logger.notice("interrupted jobs", metadata: ["requeued": "\(recovered.requeued)", "failed": "\(recovered.failed)"])
         }
-        let cache = a.flag("no-cache") ? nil : try InversionCache(directory: a.string("cache-dir") ?? stateDirectory + "/inversions")
+        let cache = settings.cache
+            ? try InversionCache(directory: settings.cacheDirectory ?? settings.stateDirectory + "/inversions", maximumBytes: settings.cacheSizeMB << 20)
+            : nil
         let events = EventHub()
         let worker = Worker(store: store, events: events, model: model, schedule: schedule,
-                            resultsDirectory: stateDirectory + "/results", cache: cache, logger: logger)
+                            resultsDirectory: settings.stateDirectory + "/results", cache: cache, logger: logger)
+        worker.retention = (settings.resultRetentionDays, settings.resultRetentionCount)
         let status = ModelStatus(state: "ready", path: modelPath, identity: model.identity, loadSeconds: loadSeconds, error: nil)
-        let service = RPCService(store: store, worker: worker, events: events, limits: limits, model: status)
+        let service = RPCService(store: store, worker: worker, events: events,
+                                 limits: ServiceLimits(queueLimit: settings.queueLimit, maximumFrameSize: settings.maximumFrameSize), model: status)
+        let reloader = Reloader(settings: settings, file: flags.string("config"), flags: flags) { fresh in
+            service.limits = ServiceLimits(queueLimit: fresh.queueLimit, maximumFrameSize: fresh.maximumFrameSize)
+            worker.retention = (fresh.resultRetentionDays, fresh.resultRetentionCount)
+        }
+        service.reload = {
+            Systemd.notify("RELOADING=1")
+            defer { Systemd.notify("READY=1") }
+            _ = try reloader.reload()
+            logger.info("configuration reloaded")
+        }
         let ownUID = getuid()
-        let server = RPCServer(service: service, events: events, logger: logger, idleTimeoutSeconds: idle) { uid, gid in
-            uid == 0 || uid == ownUID || (adminGroup.map { isMember(uid: uid, gid: gid, of: $0) } ?? false)
+        let server = RPCServer(service: service, events: events, logger: logger, idleTimeoutSeconds: Int64(settings.idleTimeout)) { uid, gid in
+            uid == 0 || uid == ownUID || (reloader.current.adminGID.map { isMember(uid: uid, gid: gid, of: $0) } ?? false)
         }
         worker.start()
-        try server.start(path: socket)
+        try server.start(path: settings.socket)
+        if let group = settings.socketGroup.flatMap({ getgrnam($0)?.pointee.gr_gid }), RPCServer.inheritedSocket() == nil {
+            chown(settings.socket, uid_t.max, group)
+        }
 
         let done = DispatchSemaphore(value: 0)
+        Signals.onHangup {
+            do { try service.reload?() } catch { logger.error("reload failed; the previous configuration stays", metadata: ["error": "\(error)"]) }
+        }
         Signals.onInterrupt {
             logger.info("stopping")
             Systemd.notify("STOPPING=1")
@@ -66,7 +79,7 @@ enum RunCommand {
             done.signal()
         }
         Systemd.notify("READY=1\nSTATUS=ready")
-        logger.info("ready", metadata: ["socket": "\(socket)", "state": "\(stateDirectory)"])
+        logger.info("ready", metadata: ["socket": "\(settings.socket)", "state": "\(settings.stateDirectory)"])
         done.wait()
     }
 

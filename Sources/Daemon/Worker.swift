@@ -14,6 +14,12 @@ final class Worker: @unchecked Sendable {
     let cache: InversionCache?
     let logger: Logger
 
+    /// Result retention (days, count; 0 = unlimited), changed by reloads.
+    var retention: (days: Int, count: Int) {
+        get { condition.lock(); defer { condition.unlock() }; return retentionLimits }
+        set { condition.lock(); retentionLimits = newValue; condition.unlock() }
+    }
+    private var retentionLimits = (days: 30, count: 1000)
     private let condition = NSCondition()
     private var stopping = false
     private var running: (id: String, cancellation: TransferCancellation, requeue: Bool)?
@@ -107,10 +113,29 @@ final class Worker: @unchecked Sendable {
             return
         }
         logger.info("job ended", metadata: ["job": "\(job.id)", "state": "\(record.state)"])
+        pruneResults()
         events.publish(job.id, .state(JobConversion.info(record)))
     }
 
     enum Outcome { case success(String), cancelled, failure(WireError) }
+
+    /// Deletes results beyond the retention limits (oldest first), PNG and JSON together.
+    private func pruneResults() {
+        let (days, count) = retention
+        let manager = FileManager.default
+        guard let names = try? manager.contentsOfDirectory(atPath: resultsDirectory) else { return }
+        var results: [(stem: String, date: Date)] = []
+        for name in names where name.hasSuffix(".png") {
+            let date = (try? manager.attributesOfItem(atPath: resultsDirectory + "/" + name))?[.modificationDate] as? Date ?? .distantPast
+            results.append((String(name.dropLast(4)), date))
+        }
+        results.sort { $0.date > $1.date }
+        let cutoff = Date().addingTimeInterval(-Double(days) * 86400)
+        for (index, result) in results.enumerated() where (count > 0 && index >= count) || (days > 0 && result.date < cutoff) {
+            try? manager.removeItem(atPath: resultsDirectory + "/\(result.stem).png")
+            try? manager.removeItem(atPath: resultsDirectory + "/\(result.stem).json")
+        }
+    }
 
     private func execute(_ job: JobRecord, cancellation: TransferCancellation) -> Outcome {
         do {

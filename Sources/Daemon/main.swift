@@ -15,6 +15,19 @@ case "run":
         if error is Arguments.UsageError { FileHandle.standardError.write(Data((RunCommand.usage + "\n").utf8)) }
         exit(1)
     }
+case "check-config":
+    // Parses and validates a configuration file as `run` would, without starting anything.
+    guard arguments.count == 2 else {
+        FileHandle.standardError.write(Data("usage: xattnd check-config FILE\n".utf8))
+        exit(2)
+    }
+    do {
+        let settings = try DaemonSettings.load(file: arguments[1], flags: try Arguments([], valued: [], switches: []))
+        print("\(arguments[1]): valid (model \(settings.model ?? "?"), socket \(settings.socket), queue limit \(settings.queueLimit))")
+    } catch {
+        FileHandle.standardError.write(Data("\(error)\n".utf8))
+        exit(1)
+    }
 case "transfer":
     do {
         try TransferCommand.run(Array(arguments.dropFirst()))
@@ -30,6 +43,6 @@ case "doctor":
     print("inotify: \(InotifyTools.initialize() ? "available" : "unavailable (hot folders will poll)")")
     print("systemd notify socket: \(Systemd.notify("STATUS=doctor") ? "present" : "absent")")
 default:
-    FileHandle.standardError.write(Data("usage: xattnd run … | transfer … | doctor | --version\n".utf8))
+    FileHandle.standardError.write(Data("usage: xattnd run … | transfer … | check-config FILE | doctor | --version\n".utf8))
     exit(2)
 }

@@ -1,0 +1,138 @@
+import Foundation
+import Wire
+
+/// Everything xattnd is configured with: defaults, then the TOML file, then command-line flags.
+struct DaemonSettings: Equatable {
+    var model: String?
+    var tokenizer: String?
+    var stateDirectory = "/var/lib/xattnd"
+    var socket = "/run/xattnd.sock"
+    var socketGroup: String?
+    var queueLimit = 100
+    var maximumFrameSize = WireProtocol.defaultMaximumFrameSize
+    var adminGroup: String?
+    var maxAttempts = 3
+    var idleTimeout = 300
+    var cache = true
+    var cacheDirectory: String?
+    var cacheSizeMB = 2048
+    /// Results (PNG + JSON) older than this many days are deleted; 0 keeps them.
+    var resultRetentionDays = 30
+    /// At most this many results are kept (newest first); 0 keeps all.
+    var resultRetentionCount = 1000
+
+    /// Settings that only a restart can change (the model stays loaded, the socket stays bound).
+    static let restartOnly: [(String, (DaemonSettings) -> String?)] = [
+        ("model", { $0.model }), ("tokenizer", { $0.tokenizer }), ("state_dir", { $0.stateDirectory }),
+        ("socket", { $0.socket }), ("socket_group", { $0.socketGroup }), ("cache", { "\($0.cache)" }), ("cache_dir", { $0.cacheDirectory }),
+    ]
+
+    struct Invalid: Error, CustomStringConvertible { let description: String }
+
+    /// Values from a TOML configuration file; unknown keys are errors (typos must not pass).
+    mutating func apply(toml text: String, path: String) throws {
+        let values: [String: TOML.Value]
+        do { values = try TOML.parse(text) } catch { throw Invalid(description: "\(path): \(error)") }
+        for (key, value) in values {
+            func string() throws -> String {
+                guard case let .string(s) = value else { throw Invalid(description: "\(path): \(key) must be a string") }
+                return s
+            }
+            func integer(_ range: ClosedRange<Int>) throws -> Int {
+                guard case let .integer(n) = value, range.contains(n) else {
+                    throw Invalid(description: "\(path): \(key) must be a whole number in \(range.lowerBound)…\(range.upperBound)")
+                }
+                return n
+            }
+            switch key {
+            case "model": model = try string()
+            case "tokenizer": tokenizer = try string()
+            case "state_dir": stateDirectory = try string()
+            case "socket": socket = try string()
+            case "socket_group": socketGroup = try string()
+            case "queue_limit": queueLimit = try integer(1...1_000_000)
+            case "max_frame_size": maximumFrameSize = try integer(1024...(1 << 30))
+            case "admin_group": adminGroup = try string()
+            case "max_attempts": maxAttempts = try integer(1...100)
+            case "idle_timeout": idleTimeout = try integer(1...86400)
+            case "cache":
+                guard case let .bool(b) = value else { throw Invalid(description: "\(path): cache must be true or false") }
+                cache = b
+            case "cache_dir": cacheDirectory = try string()
+            case "cache_size_mb": cacheSizeMB = try integer(1...1_000_000)
+            case "result_retention_days": resultRetentionDays = try integer(0...36500)
+            case "result_retention_count": resultRetentionCount = try integer(0...10_000_000)
+            default: throw Invalid(description: "\(path): unknown setting '\(key)'")
+            }
+        }
+    }
+
+    /// Flags win over the file.
+    mutating func apply(flags a: Arguments) throws {
+        if let v = a.string("model") { model = v }
+        if let v = a.string("tokenizer") { tokenizer = v }
+        if let v = a.string("state-dir") { stateDirectory = v }
+        if let v = a.string("socket") { socket = v }
+        if let v = a.string("socket-group") { socketGroup = v }
+        if let v = try a.parse("queue-limit", as: "a whole number ≥ 1", { Int($0).flatMap { $0 >= 1 ? $0 : nil } }) { queueLimit = v }
+        if let v = try a.parse("max-frame-size", as: "a number of bytes ≥ 1024", { Int($0).flatMap { $0 >= 1024 ? $0 : nil } }) { maximumFrameSize = v }
+        if let v = a.string("admin-group") { adminGroup = v }
+        if let v = try a.parse("max-attempts", as: "a whole number ≥ 1", { Int($0).flatMap { $0 >= 1 ? $0 : nil } }) { maxAttempts = v }
+        if let v = try a.parse("idle-timeout", as: "seconds ≥ 1", { Int($0).flatMap { $0 >= 1 ? $0 : nil } }) { idleTimeout = v }
+        if a.flag("no-cache") { cache = false }
+        if let v = a.string("cache-dir") { cacheDirectory = v }
+    }
+
+    /// Group names must exist; a model is required.
+    func validate() throws {
+        guard model != nil else { throw Invalid(description: "no model: give --model or model = \"…\" in the configuration file") }
+        for (name, group) in [("admin_group", adminGroup), ("socket_group", socketGroup)] {
+            if let group, getgrnam(group) == nil { throw Invalid(description: "\(name): no group '\(group)' on this system") }
+        }
+    }
+
+    var adminGID: gid_t? { adminGroup.flatMap { getgrnam($0)?.pointee.gr_gid } }
+
+    /// Reads the configuration file (if any) and the flags into settings, validated.
+    static func load(file: String?, flags: Arguments) throws -> DaemonSettings {
+        var settings = DaemonSettings()
+        if let file {
+            guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
+                throw Invalid(description: "\(file): cannot read the configuration file")
+            }
+            try settings.apply(toml: text, path: file)
+        }
+        try settings.apply(flags: flags)
+        try settings.validate()
+        return settings
+    }
+}
+
+/// Re-reads the configuration on SIGHUP or `daemon.reload` and applies it atomically: either every
+/// changed live setting takes effect, or (on any error) the old configuration stays, whole.
+final class Reloader: @unchecked Sendable {
+    private let lock = NSLock()
+    private var settings: DaemonSettings
+    let file: String?
+    let flags: Arguments
+    /// Applies live settings to the running parts.
+    let apply: (DaemonSettings) -> Void
+
+    init(settings: DaemonSettings, file: String?, flags: Arguments, apply: @escaping (DaemonSettings) -> Void) {
+        (self.settings, self.file, self.flags, self.apply) = (settings, file, flags, apply)
+    }
+
+    var current: DaemonSettings { lock.lock(); defer { lock.unlock() }; return settings }
+
+    func reload() throws -> DaemonSettings {
+        lock.lock(); defer { lock.unlock() }
+        let fresh = try DaemonSettings.load(file: file, flags: flags)
+        let changed = DaemonSettings.restartOnly.filter { $0.1(fresh) != $0.1(settings) }.map(\.0)
+        guard changed.isEmpty else {
+            throw DaemonSettings.Invalid(description: "\(changed.joined(separator: ", ")) changed: these take effect only after a restart; nothing was applied")
+        }
+        settings = fresh
+        apply(fresh)
+        return fresh
+    }
+}

@@ -1,0 +1,45 @@
+import Foundation
+import Testing
+import Wire
+
+/// Every request example of protocol/README.md, sent to a real daemon: the reply decodes as the
+/// method's documented result, or is an error whose reason the spec lists.
+@Suite(.serialized) struct ProtocolConformanceTests {
+    static let examples = DaemonHarness.repository.appendingPathComponent("protocol/examples")
+    static let reasons: Set<String> = ["parse_error", "invalid_request", "method_not_found", "invalid_params", "internal_error", "queue_full",
+                                       "job_not_found", "invalid_image", "permission_denied", "shutting_down", "model_not_ready",
+                                       "frame_too_large", "unsupported_protocol", "invalid_options", "invalid_state"]
+
+    @Test func everyRequestExampleGetsADocumentedReply() throws {
+        let daemon = try DaemonHarness()
+        try daemon.start()
+        let raw = try MalformedFrameTests.Raw(daemon.socket)
+        raw.send(MalformedFrameTests.hello)
+        _ = raw.receive()
+        let names = try FileManager.default.contentsOfDirectory(atPath: Self.examples.path).filter { $0.hasSuffix(".request.json") }.sorted()
+        #expect(names.count == RPCMethod.allCases.count)
+        for name in names {
+            let data = try #require(FileManager.default.contents(atPath: Self.examples.appendingPathComponent(name).path))
+            raw.send(FrameEncoder.frame(data))
+            let method = String(name.dropLast(".request.json".count))
+            switch raw.receive() {
+            case let .response(_, result)?:
+                switch RPCMethod(rawValue: method) {
+                case .hello: _ = try result.decode(HelloResult.self)
+                case .status: _ = try result.decode(DaemonStatus.self)
+                case .modelStatus: _ = try result.decode(ModelStatus.self)
+                case .submit: _ = try result.decode(SubmitResult.self)
+                case .get, .watch: _ = try result.decode(JobInfo.self)
+                case .list: _ = try result.decode(ListResult.self)
+                case .result: _ = try result.decode(JobResult.self)
+                case .reload, .pause, .resume, .cancel, .retry, .setPriority: _ = try result.decode(Acknowledgement.self)
+                case nil: Issue.record("\(name): unknown method")
+                }
+            case let .error(_, error)?:
+                #expect(Self.reasons.contains(error.reason ?? ""), "\(name): \(error)")
+            default:
+                Issue.record("\(name): no reply")
+            }
+        }
+    }
+}
