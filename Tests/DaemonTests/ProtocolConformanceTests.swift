@@ -24,17 +24,7 @@ import Wire
             let method = String(name.dropLast(".request.json".count))
             switch raw.receive() {
             case let .response(_, result)?:
-                switch RPCMethod(rawValue: method) {
-                case .hello: _ = try result.decode(HelloResult.self)
-                case .status: _ = try result.decode(DaemonStatus.self)
-                case .modelStatus: _ = try result.decode(ModelStatus.self)
-                case .submit: _ = try result.decode(SubmitResult.self)
-                case .get, .watch: _ = try result.decode(JobInfo.self)
-                case .list: _ = try result.decode(ListResult.self)
-                case .result: _ = try result.decode(JobResult.self)
-                case .reload, .pause, .resume, .cancel, .retry, .setPriority: _ = try result.decode(Acknowledgement.self)
-                case nil: Issue.record("\(name): unknown method")
-                }
+                try #require(RPCMethod(rawValue: method), "\(name): unknown method").validateResult(result)
             case let .error(_, error)?:
                 #expect(Self.reasons.contains(error.reason ?? ""), "\(name): \(error)")
             default:

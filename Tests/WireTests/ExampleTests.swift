@@ -54,29 +54,11 @@ import Wire
     }
 
     func decodeParams(_ method: String, _ params: JSONValue) throws {
-        switch RPCMethod(rawValue: method) {
-        case .hello: _ = try params.decode(HelloParams.self)
-        case .submit: _ = try params.decode(SubmitParams.self)
-        case .get, .watch, .cancel, .retry, .result: _ = try params.decode(JobReference.self)
-        case .list: _ = try params.decode(ListParams.self)
-        case .setPriority: _ = try params.decode(SetPriorityParams.self)
-        case .status, .reload, .pause, .resume, .modelStatus: #expect(params == .object([:]))
-        case nil: Issue.record("unknown method \(method)")
-        }
+        try #require(RPCMethod(rawValue: method), "unknown method \(method)").validateParams(params)
     }
 
     func decodeResult(_ method: String, _ result: JSONValue) throws {
-        switch RPCMethod(rawValue: method) {
-        case .hello: _ = try result.decode(HelloResult.self)
-        case .status: _ = try result.decode(DaemonStatus.self)
-        case .modelStatus: _ = try result.decode(ModelStatus.self)
-        case .submit: _ = try result.decode(SubmitResult.self)
-        case .get, .watch: _ = try result.decode(JobInfo.self)
-        case .list: _ = try result.decode(ListResult.self)
-        case .result: _ = try result.decode(JobResult.self)
-        case .reload, .pause, .resume, .cancel, .retry, .setPriority: _ = try result.decode(Acknowledgement.self)
-        case nil: Issue.record("unknown method \(method)")
-        }
+        try #require(RPCMethod(rawValue: method), "unknown method \(method)").validateResult(result)
     }
 
     func decodeNotification(_ name: String, _ params: JSONValue) throws {

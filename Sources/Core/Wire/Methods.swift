@@ -245,3 +245,32 @@ public struct Heartbeat: Codable, Equatable, Sendable {
         self.time = time
     }
 }
+
+extension RPCMethod {
+    /// Decodes `params` as this method's documented parameter type (throws if they do not fit).
+    public func validateParams(_ params: JSONValue) throws {
+        switch self {
+        case .hello: _ = try params.decode(HelloParams.self)
+        case .submit: _ = try params.decode(SubmitParams.self)
+        case .get, .watch, .cancel, .retry, .result: _ = try params.decode(JobReference.self)
+        case .list: _ = try params.decode(ListParams.self)
+        case .setPriority: _ = try params.decode(SetPriorityParams.self)
+        case .status, .reload, .pause, .resume, .modelStatus:
+            guard params == .object([:]) else { throw WireError.invalidParams("\(rawValue) takes no params") }
+        }
+    }
+
+    /// Decodes `result` as this method's documented result type (throws if it does not fit).
+    public func validateResult(_ result: JSONValue) throws {
+        switch self {
+        case .hello: _ = try result.decode(HelloResult.self)
+        case .status: _ = try result.decode(DaemonStatus.self)
+        case .modelStatus: _ = try result.decode(ModelStatus.self)
+        case .submit: _ = try result.decode(SubmitResult.self)
+        case .get, .watch: _ = try result.decode(JobInfo.self)
+        case .list: _ = try result.decode(ListResult.self)
+        case .result: _ = try result.decode(JobResult.self)
+        case .reload, .pause, .resume, .cancel, .retry, .setPriority: _ = try result.decode(Acknowledgement.self)
+        }
+    }
+}
