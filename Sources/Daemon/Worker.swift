@@ -94,7 +94,7 @@ final class Worker: @unchecked Sendable {
         let cancellation = TransferCancellation()
         condition.lock(); running = (job.id, cancellation, false); condition.unlock()
         events.publish(job.id, .state(JobConversion.info(job)))
-        logger.info("job started", metadata: ["job": "\(job.id)", "attempt": "\(job.attempts)"])
+        logger.info("job started", metadata: ["job_id": "\(job.id)", "attempt": "\(job.attempts)"])
         let outcome = execute(job, cancellation: cancellation)
         condition.lock()
         let requeue = running?.requeue ?? false
@@ -112,7 +112,7 @@ final class Worker: @unchecked Sendable {
             logger.error("recording job \(job.id) failed: \(error)")
             return
         }
-        logger.info("job ended", metadata: ["job": "\(job.id)", "state": "\(record.state)"])
+        logger.info("job ended", metadata: ["job_id": "\(job.id)", "state": "\(record.state)"])
         pruneResults()
         events.publish(job.id, .state(JobConversion.info(record)))
     }
