@@ -45,6 +45,13 @@ final class RPCServer: @unchecked Sendable {
         }
     }
 
+    /// WATCHDOG=1 at half the interval systemd asked for, from the event loop: if the loop stalls,
+    /// systemd notices (the compute thread is busy by design and proves nothing).
+    func startWatchdog(intervalMicroseconds: UInt64) {
+        let period = TimeAmount.microseconds(Int64(intervalMicroseconds / 2))
+        _ = group.next().scheduleRepeatedTask(initialDelay: period, delay: period) { _ in Systemd.notify("WATCHDOG=1") }
+    }
+
     /// Stops accepting connections (open ones finish their replies).
     func stop() {
         try? channel?.close().wait()

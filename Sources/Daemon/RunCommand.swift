@@ -26,7 +26,14 @@ enum RunCommand {
         Systemd.notify("STATUS=loading the model")
         let modelPath = settings.model ?? ""
         let start = Date()
+        // Loading 4 GB of weights can outlast TimeoutStartSec: keep extending it while we work.
+        let extender = DispatchSource.makeTimerSource(queue: .global())
+        extender.schedule(deadline: .now(), repeating: .seconds(10))
+        extender.setEventHandler { Systemd.notify("EXTEND_TIMEOUT_USEC=30000000") }
+        extender.resume()
+        defer { extender.cancel() }
         let model = try StableDiffusionModel.load(from: modelPath, tokenizer: settings.tokenizer)
+        extender.cancel()
         let loadSeconds = Date().timeIntervalSince(start)
         logger.info("model loaded", metadata: ["path": "\(modelPath)", "seconds": "\(String(format: "%.1f", loadSeconds))", "identity": "\(model.identity.prefix(12))"])
         let schedule = try NoiseSchedule(config: try TransferCommand.schedulerConfig(near: model.path))
@@ -60,8 +67,10 @@ enum RunCommand {
         let server = RPCServer(service: service, events: events, logger: logger, idleTimeoutSeconds: Int64(settings.idleTimeout)) { uid, gid in
             uid == 0 || uid == ownUID || (reloader.current.adminGID.map { isMember(uid: uid, gid: gid, of: $0) } ?? false)
         }
+        worker.onStatus = { Systemd.notify("STATUS=\($0)") }
         worker.start()
         try server.start(path: settings.socket)
+        if let interval = Systemd.watchdogInterval() { server.startWatchdog(intervalMicroseconds: interval) }
         if let group = settings.socketGroup.flatMap({ getgrnam($0)?.pointee.gr_gid }), RPCServer.inheritedSocket() == nil {
             chown(settings.socket, uid_t.max, group)
         }

@@ -20,6 +20,16 @@ final class Worker: @unchecked Sendable {
         set { condition.lock(); retentionLimits = newValue; condition.unlock() }
     }
     private var retentionLimits = (days: 30, count: 1000)
+    /// Told "idle" or the running job's phase and step (systemd's STATUS= line): only changes, and
+    /// progress at most once a second (sd_notify blocks when the manager's queue is full).
+    var onStatus: (String) -> Void = { _ in }
+    private var lastStatus = ("", Date.distantPast)
+
+    private func status(_ text: String, progress: Bool = false) {
+        guard text != lastStatus.0, !progress || Date().timeIntervalSince(lastStatus.1) >= 1 else { return }
+        lastStatus = (text, Date())
+        onStatus(text)
+    }
     private let condition = NSCondition()
     private var stopping = false
     private var running: (id: String, cancellation: TransferCancellation, requeue: Bool)?
@@ -81,6 +91,7 @@ final class Worker: @unchecked Sendable {
                 job = nil
             }
             guard let job else {
+                status("idle, \((try? store.queuedCount()) ?? 0) queued\(store.isPaused ? " (paused)" : "")")
                 condition.lock()
                 if !stopping { _ = condition.wait(until: Date().addingTimeInterval(5)) }
                 condition.unlock()
@@ -154,6 +165,8 @@ final class Worker: @unchecked Sendable {
                 options: options, cache: cache, cancellation: cancellation) { [self] p in
                 let progress = JobProgress(phase: p.phase.rawValue, step: p.step, total: p.total, etaSeconds: eta.update(p))
                 condition.lock(); latestProgress[job.id] = progress; condition.unlock()
+                let eta = progress.etaSeconds.map { String(format: ", ETA %.0f min", $0 / 60) } ?? ""
+                status("job \(job.id): \(p.phase.rawValue) \(p.step)/\(p.total)\(eta)", progress: true)
                 events.publish(job.id, .progress(ProgressNotification(job: job.id, progress: progress)))
             }
             return .success(try writeResult(job, result: result, options: options))

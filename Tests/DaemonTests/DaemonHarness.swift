@@ -34,11 +34,15 @@ final class DaemonHarness {
     }
 
     /// Starts xattnd and waits until its socket answers.
-    func start(extra: [String] = []) throws {
+    /// `launcher`: a program that runs xattnd (e.g. systemd-socket-activate and its options).
+    func start(extra: [String] = [], environment: [String: String] = [:], launcher: [String] = []) throws {
         let p = Process()
-        p.executableURL = Self.binaries.appendingPathComponent("xattnd")
-        p.arguments = ["run", "--model", Self.repository.appendingPathComponent("Tests/Fixtures/tiny-sd").path,
-                       "--state-dir", stateDirectory, "--socket", socket] + extra
+        let command = launcher + [Self.binaries.appendingPathComponent("xattnd").path, "run",
+                                  "--model", Self.repository.appendingPathComponent("Tests/Fixtures/tiny-sd").path,
+                                  "--state-dir", stateDirectory] + (extra.contains("--socket") ? [] : ["--socket", socket]) + extra
+        p.executableURL = URL(fileURLWithPath: command[0])
+        p.arguments = Array(command.dropFirst())
+        p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         // Not the test runner's pipes: a daemon left behind must not keep them open.
         p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         p.standardError = FileHandle(forWritingAtPath: "/dev/null")
