@@ -77,7 +77,13 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     let server: RPCServer
     private var decoder: FrameDecoder
     private var session: Session?
-    private var caller = Caller(uid: 65534, gid: 65534, isAdmin: false)
+    /// Set on the event loop when the peer credentials arrive, read on the request queue.
+    private var peer = Caller(uid: 65534, gid: 65534, isAdmin: false)
+    private let peerLock = NSLock()
+    private var caller: Caller {
+        get { peerLock.lock(); defer { peerLock.unlock() }; return peer }
+        set { peerLock.lock(); peer = newValue; peerLock.unlock() }
+    }
     private let queue = DispatchQueue(label: "xattn-connection")
     private var faults = 0
     private var heartbeat: RepeatedTask?
