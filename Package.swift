@@ -51,11 +51,12 @@ let package = Package(
         .systemLibrary(name: "CPNG", path: "Sources/SystemLibraries/CPNG"),
         .systemLibrary(name: "CSystemd", path: "Sources/SystemLibraries/CSystemd"),
         .systemLibrary(name: "CInotifyTools", path: "Sources/SystemLibraries/CInotifyTools"),
+        .systemLibrary(name: "CTurboJPEG", path: "Sources/SystemLibraries/CTurboJPEG"),
 
         // The engine: tensors, kernels, weights (and, as they land, models, pipeline, imaging).
         .target(
             name: "Core",
-            dependencies: ["COpenBLAS", "CPNG"],
+            dependencies: ["COpenBLAS", "CPNG", "CTurboJPEG"],
             path: "Sources/Core",
             exclude: ["Wire"],
             swiftSettings: engineSettings

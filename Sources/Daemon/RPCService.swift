@@ -160,8 +160,9 @@ final class RPCService: @unchecked Sendable {
             throw WireError.invalidParams("structure and appearance must be base64")
         }
         // The header is checked here; the worker decodes the whole file, off the event loop.
-        for (name, data) in [("structure", structure), ("appearance", appearance)] where !data.starts(with: [0x89, 0x50, 0x4E, 0x47]) {
-            throw WireError.invalidImage("\(name): not a PNG file")
+        for (name, data) in [("structure", structure), ("appearance", appearance)]
+        where !data.starts(with: [0x89, 0x50, 0x4E, 0x47]) && !data.starts(with: [0xFF, 0xD8, 0xFF]) {
+            throw WireError.invalidImage("\(name): neither a PNG nor a JPEG file")
         }
         do { _ = try JobConversion.options(request.options ?? TransferParameters()) } catch { throw WireError.invalidOptions("\(error)") }
         let (record, existing) = try store.submit(JobStore.NewJob(

@@ -72,7 +72,7 @@ enum TransferCommand {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw Arguments.UsageError(description: "\(path): cannot read the file")
         }
-        do { return try PNGLibrary.decode(data) } catch { throw Arguments.UsageError(description: "\(path): \(error)") }
+        do { return try ImageDecoder.decode(data) } catch { throw Arguments.UsageError(description: "\(path): \(error)") }
     }
 
     static func readNoise(_ path: String) throws -> InjectedNoise {

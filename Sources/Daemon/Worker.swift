@@ -156,8 +156,8 @@ final class Worker: @unchecked Sendable {
             let (structureData, appearanceData) = try store.inputs(of: job.id)
             let size = model.unet.config.sampleSize * (1 << (model.vae.config.blockOutChannels.count - 1))
             let structure: RGBImage, appearance: RGBImage
-            do { structure = try PNGLibrary.decode(structureData) } catch { return .failure(.invalidImage("structure: \(error)")) }
-            do { appearance = try PNGLibrary.decode(appearanceData) } catch { return .failure(.invalidImage("appearance: \(error)")) }
+            do { structure = try ImageDecoder.decode(structureData) } catch { return .failure(.invalidImage("structure: \(error)")) }
+            do { appearance = try ImageDecoder.decode(appearanceData) } catch { return .failure(.invalidImage("appearance: \(error)")) }
             let pipeline = TransferPipeline(model: model, schedule: schedule)
             let eta = ETAEstimator(options: options)
             let result = try pipeline.run(

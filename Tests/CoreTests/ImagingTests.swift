@@ -34,6 +34,15 @@ import Core
         #expect(worst <= 1)
     }
 
+    /// JPEG decoded as Pillow 9.5 decodes it (libjpeg-turbo, accurate DCT, fancy upsampling).
+    @Test func decodesJPEGLikePillow() throws {
+        let data = try #require(FileManager.default.contents(atPath: Self.folder + "/photo.jpg"))
+        let decoded = try ImageDecoder.decode(data)
+        #expect(decoded.width == 51 && decoded.height == 37)
+        #expect(decoded.pixels == (try expected("photo.rgb")))
+        #expect(throws: ImageError.self) { try ImageDecoder.decode(data.prefix(40)) }
+    }
+
     @Test func roundTripsThroughPNG() throws {
         let original = try image("resize.source")
         #expect(try PNGLibrary.decode(try PNGLibrary.encode(original)) == original)

@@ -58,8 +58,6 @@ square = source[:, offset:offset + h]
 record("resize.down32", np.array(Image.fromarray(square).resize((32, 32))))
 record("resize.up96", np.array(Image.fromarray(square).resize((96, 96))))
 record("resize.mixed", np.array(Image.fromarray(source).resize((20, 61))))
-save_file(expected, os.path.join(OUT, "expected.safetensors"), metadata={"pillow": Image.__version__})
-print("wrote", OUT)
 
 # Demo inputs for scripts/setup (the job on the bundled tiny model): not square, so they are
 # cropped and resized like real photos.
@@ -70,3 +68,11 @@ stripes = ((x + y) // 14) % 2 == 0
 demo_appearance = np.stack([np.where(stripes, 240, 20), np.where(stripes, 240, 20), np.where(stripes, 230, 25)], -1).astype(np.uint8)
 Image.fromarray(demo_structure).save(os.path.join(OUT, "demo-structure.png"))
 Image.fromarray(demo_appearance).save(os.path.join(OUT, "demo-appearance.png"))
+
+# JPEG (4:2:0, quality 90): what Pillow's decoder (libjpeg-turbo, ISLOW, fancy upsampling) gives.
+y, x = np.mgrid[0:37, 0:51]
+smooth = np.stack([(x * 5) % 256, (y * 7) % 256, ((x + y) * 3) % 256], -1).astype(np.uint8)
+Image.fromarray(smooth).save(os.path.join(OUT, "photo.jpg"), quality=90)
+record("photo.rgb", np.array(Image.open(os.path.join(OUT, "photo.jpg")).convert("RGB")))
+save_file(expected, os.path.join(OUT, "expected.safetensors"), metadata={"pillow": Image.__version__})
+print("wrote", OUT)

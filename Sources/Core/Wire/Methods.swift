@@ -59,7 +59,7 @@ public struct TransferParameters: Codable, Equatable, Sendable {
 }
 
 public struct SubmitParams: Codable, Equatable, Sendable {
-    /// The images' file contents (PNG), base64: the daemon never opens a path a client names.
+    /// The images' file contents (PNG or JPEG), base64: the daemon never opens a path a client names.
     public var structure: String
     public var appearance: String
     public var options: TransferParameters?

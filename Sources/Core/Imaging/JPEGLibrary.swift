@@ -1,0 +1,48 @@
+import CTurboJPEG
+import Foundation
+
+/// The libjpeg-turbo boundary (the only file that imports it), through the TurboJPEG API, which
+/// reports errors by return value (libjpeg's own API longjmps, which Swift cannot survive). Decodes
+/// with libjpeg's defaults — accurate integer DCT, fancy upsampling — as Pillow does.
+public enum JPEGLibrary {
+    static func isJPEG(_ data: Data) -> Bool { data.starts(with: [0xFF, 0xD8, 0xFF]) }
+
+    public static func decode(_ data: Data) throws -> RGBImage {
+        guard isJPEG(data) else { throw ImageError.unsupportedFormat(detail: "not a JPEG file") }
+        guard let handle = tjInitDecompress() else { throw ImageError.unreadable(detail: "cannot start the JPEG decoder") }
+        defer { tjDestroy(handle) }
+        var width: Int32 = 0, height: Int32 = 0, subsampling: Int32 = 0, colorspace: Int32 = 0
+        let header = data.withUnsafeBytes { raw in
+            tjDecompressHeader3(handle, raw.bindMemory(to: UInt8.self).baseAddress, UInt(raw.count), &width, &height, &subsampling, &colorspace)
+        }
+        guard header == 0 else { throw ImageError.unreadable(detail: message(handle)) }
+        guard width > 0, height > 0, Int(width) * Int(height) <= PNGLibrary.maximumPixels else {
+            throw ImageError.tooLarge(width: Int(width), height: Int(height))
+        }
+        var pixels = [UInt8](repeating: 0, count: Int(width) * Int(height) * 3)
+        let status = data.withUnsafeBytes { raw in
+            pixels.withUnsafeMutableBufferPointer { out in
+                tjDecompress2(handle, raw.bindMemory(to: UInt8.self).baseAddress, UInt(raw.count), out.baseAddress,
+                              width, 0, height, Int32(TJPF_RGB.rawValue), Int32(TJFLAG_ACCURATEDCT))
+            }
+        }
+        // A warning (e.g. a truncated but displayable file) still leaves an image; an error does not.
+        guard status == 0 || tjGetErrorCode(handle) == Int32(TJERR_WARNING.rawValue) else {
+            throw ImageError.unreadable(detail: message(handle))
+        }
+        return RGBImage(width: Int(width), height: Int(height), pixels: pixels)
+    }
+
+    private static func message(_ handle: tjhandle) -> String {
+        tjGetErrorStr2(handle).map { String(cString: $0) } ?? "invalid JPEG data"
+    }
+}
+
+/// PNG or JPEG, by content.
+public enum ImageDecoder {
+    public static func decode(_ data: Data) throws -> RGBImage {
+        if JPEGLibrary.isJPEG(data) { return try JPEGLibrary.decode(data) }
+        if PNGLibrary.isPNG(data) { return try PNGLibrary.decode(data) }
+        throw ImageError.unsupportedFormat(detail: "neither PNG nor JPEG")
+    }
+}
