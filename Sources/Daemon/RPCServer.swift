@@ -104,7 +104,7 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         }
         heartbeat = channel.eventLoop.scheduleRepeatedTask(initialDelay: .seconds(15), delay: .seconds(15)) { [weak self] _ in
             guard let session = self?.session, session.isWatching else { return }
-            let time = ISO8601DateFormatter().string(from: Date())
+            let time = JobConversion.formatter.string(from: Date())
             session.send(.notification(method: RPCNotificationName.heartbeat.rawValue, params: try? JSONValue(encoding: Heartbeat(time: time))))
         }
         context.fireChannelActive()

@@ -35,7 +35,8 @@ public enum SafetensorsWriter {
             tensor.withUnsafePointer { p in
                 switch type {
                 case .f32:
-                    for i in 0..<tensor.count { withUnsafeBytes(of: p[i].bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+                    // Float32 is stored little-endian, as the host keeps it: one copy.
+                    data.append(UnsafeBufferPointer(start: p, count: tensor.count))
                 case .f16:
                     for i in 0..<tensor.count { withUnsafeBytes(of: Float16(p[i]).bitPattern.littleEndian) { data.append(contentsOf: $0) } }
                 case .bf16:

@@ -72,9 +72,7 @@ struct TransferRun {
         if truncated { warnings.append("the prompt is longer than \(tokenizer.maxLength - 2) tokens and was truncated") }
         let embeddings = model.textEncoder([ids, tokenizer.encode("").ids])
         let item = Array(embeddings.shape.dropFirst())
-        let width = item.reduce(1, *)
-        let cond = Tensor(shape: [1] + item, scalars: Array(embeddings.scalars[0..<width])) ?? embeddings
-        let uncond = Tensor(shape: [1] + item, scalars: Array(embeddings.scalars[width...])) ?? embeddings
+        let cond = embeddings.item(0).reshaped([1] + item), uncond = embeddings.item(1).reshaped([1] + item)
         var positions: [Int] = []
         if options.maskedAdaIN {
             let noun = tokenizer.tokenize(options.resolvedObjectNoun)
@@ -113,14 +111,12 @@ struct TransferRun {
                                               skip: options.skip, guidance: options.inversionGuidanceScale)
         if let observe = pipeline.processorObserver { inversion.processor = observe(PlainAttention()) }
         var random = SeededNormal(seed: options.seed, stream: stream)
-        let item = latentShape.reduce(1, *)
         let total = inversion.passes / 2
         var done = 0
         let report = progress
         let cancel = cancellation
         let result = try inversion.invert(x0: x0, noise: { j in
-            guard let injected else { return random.normalTensor(latentShape) }
-            return Tensor(shape: latentShape, scalars: Array(injected.scalars[(j * item)..<((j + 1) * item)])) ?? injected
+            injected?.item(j) ?? random.normalTensor(latentShape)
         }, uncond: uncond, cond: cond, onPass: {
             done += 1
             report(TransferProgress(phase: phase, step: done, total: total))
