@@ -121,6 +121,7 @@ final class RPCService: @unchecked Sendable {
             }
             return try JSONValue(encoding: Acknowledgement(ok: true, job: nil))
         case .submit:
+            if case let .object(fields) = params, let options = fields["options"], options != .null { _ = try TransferParameters.strict(options) }
             return try JSONValue(encoding: try submit(try decode(SubmitParams.self, params), caller: caller))
         case .get:
             return try JSONValue(encoding: try info(try decode(JobReference.self, params).job))

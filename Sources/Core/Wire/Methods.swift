@@ -56,6 +56,40 @@ public struct TransferParameters: Codable, Equatable, Sendable {
     public var crossAttnRange1: [Int]?
     public var adainRange: [Int]?
     public init() {}
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case domain, prompt, objectNoun, seed, timesteps, skip, maskedAdain, swapGuidance, contrast
+        case crossAttnRange0, crossAttnRange1, adainRange
+    }
+
+    /// Decodes options from JSON, refusing keys that are not options (a typo such as `seeds` must
+    /// not silently run with the default seed).
+    public static func strict(_ value: JSONValue) throws -> TransferParameters {
+        guard case let .object(fields) = value else { throw WireError.invalidOptions("options must be a JSON object") }
+        let known = Set(CodingKeys.allCases.map(\.stringValue))
+        if let unknown = fields.keys.sorted().first(where: { !known.contains($0) }) {
+            throw WireError.invalidOptions("unknown option '\(unknown)' (known: \(CodingKeys.allCases.map(\.stringValue).joined(separator: ", ")))")
+        }
+        do { return try value.decode(TransferParameters.self) } catch { throw WireError.invalidOptions("options do not fit: \(error)") }
+    }
+
+    /// `other`'s fields where it has them, ours otherwise.
+    public func overridden(by other: TransferParameters) -> TransferParameters {
+        var merged = self
+        if let v = other.domain { merged.domain = v }
+        if let v = other.prompt { merged.prompt = v }
+        if let v = other.objectNoun { merged.objectNoun = v }
+        if let v = other.seed { merged.seed = v }
+        if let v = other.timesteps { merged.timesteps = v }
+        if let v = other.skip { merged.skip = v }
+        if let v = other.maskedAdain { merged.maskedAdain = v }
+        if let v = other.swapGuidance { merged.swapGuidance = v }
+        if let v = other.contrast { merged.contrast = v }
+        if let v = other.crossAttnRange0 { merged.crossAttnRange0 = v }
+        if let v = other.crossAttnRange1 { merged.crossAttnRange1 = v }
+        if let v = other.adainRange { merged.adainRange = v }
+        return merged
+    }
 }
 
 public struct SubmitParams: Codable, Equatable, Sendable {
