@@ -15,7 +15,7 @@ struct Commands {
                  [--timesteps T] [--skip K] [--no-masked-adain] [--swap-guidance X] [--contrast X]
                  [--cross-attn-range-0 A:B] [--cross-attn-range-1 A:B] [--adain-range A:B]
                  [--priority N] [--key IDEMPOTENCY_KEY] [--wait] [--out FILE]
-          status [JOB]   list   watch JOB   cancel JOB   retry JOB   result JOB --out FILE
+          status [JOB]   list [--limit N]   watch JOB   cancel JOB   retry JOB   result JOB --out FILE
           pause   resume   reload   info
         The socket is --socket, else $XATTN_SOCKET, else /run/xattnd.sock.
         Exit codes: 0 done, 1 failed, 2 usage, 3 daemon not reachable, 4 queue full, 5 job failed or cancelled.
@@ -34,7 +34,11 @@ struct Commands {
                 "\(s.server) \(s.state)\(s.paused ? " (paused)" : ""): \(s.queued)/\(s.queueLimit) queued, running \(s.running ?? "nothing"); model \(s.model.state) (\(s.model.path))"
             }
         case "list":
-            return try show(try connection.call(.list, try JSONValue(encoding: ListParams(limit: 100))), as: ListResult.self) { r in
+            let limit = try option("limit", in: rest).map { text -> Int in
+                guard let n = Int(text), (1...1000).contains(n) else { throw ClientError(kind: .usage, description: "--limit takes 1…1000") }
+                return n
+            } ?? 100
+            return try show(try connection.call(.list, try JSONValue(encoding: ListParams(limit: limit))), as: ListResult.self) { r in
                 r.jobs.isEmpty ? "no jobs" : r.jobs.map(describe).joined(separator: "\n")
             }
         case "watch":
@@ -60,7 +64,7 @@ struct Commands {
     }
 
     func describe(_ job: JobInfo) -> String {
-        var line = "\(job.id)  \(job.state.rawValue)  priority \(job.priority)  \(job.source)  created \(job.createdAt)"
+        var line = "\(job.id)  \(job.state.rawValue)  priority \(job.priority)  \(job.source)\(job.folder.map { " \($0)" } ?? "")  created \(job.createdAt)"
         if let p = job.progress { line += "  \(p.phase) \(p.step)/\(p.total)" }
         if let e = job.error { line += "  error: \(e.message)" }
         return line
