@@ -92,7 +92,7 @@ let package = Package(
         ),
         .testTarget(name: "WireTests", dependencies: ["Wire"], path: "Tests/WireTests"),
         // Runs the real xattnd and xattnctl binaries (the dependency makes SwiftPM build them).
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Client", "Wire"], path: "Tests/DaemonTests",
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Client", "Wire", "Core"], path: "Tests/DaemonTests",
                     swiftSettings: [.swiftLanguageMode(.v5)]),
     ]
 )

@@ -20,11 +20,14 @@ struct DaemonSettings: Equatable {
     var resultRetentionDays = 30
     /// At most this many results are kept (newest first); 0 keeps all.
     var resultRetentionCount = 1000
+    /// Hot folders (`[[folder]]` tables).
+    var folders: [HotFolderSettings] = []
 
     /// Settings that only a restart can change (the model stays loaded, the socket stays bound).
     static let restartOnly: [(String, (DaemonSettings) -> String?)] = [
         ("model", { $0.model }), ("tokenizer", { $0.tokenizer }), ("state_dir", { $0.stateDirectory }),
         ("socket", { $0.socket }), ("socket_group", { $0.socketGroup }), ("cache", { "\($0.cache)" }), ("cache_dir", { $0.cacheDirectory }),
+        ("folder", { "\($0.folders)" }),
     ]
 
     struct Invalid: Error, CustomStringConvertible { let description: String }
@@ -62,6 +65,13 @@ struct DaemonSettings: Equatable {
             case "cache_size_mb": cacheSizeMB = try integer(1...1_000_000)
             case "result_retention_days": resultRetentionDays = try integer(0...36500)
             case "result_retention_count": resultRetentionCount = try integer(0...10_000_000)
+            case "folder":
+                guard case let .array(tables) = value else { throw Invalid(description: "\(path): folder must be [[folder]] tables") }
+                folders = try tables.enumerated().map { index, table in
+                    guard case let .table(fields) = table else { throw Invalid(description: "\(path): folder must be [[folder]] tables") }
+                    return try HotFolderSettings.parse(fields, at: index, file: path)
+                }
+                try HotFolderSettings.validate(folders)
             default: throw Invalid(description: "\(path): unknown setting '\(key)'")
             }
         }
@@ -88,6 +98,11 @@ struct DaemonSettings: Equatable {
         guard model != nil else { throw Invalid(description: "no model: give --model or model = \"…\" in the configuration file") }
         for (name, group) in [("admin_group", adminGroup), ("socket_group", socketGroup)] {
             if let group, getgrnam(group) == nil { throw Invalid(description: "\(name): no group '\(group)' on this system") }
+        }
+        for folder in folders {
+            for fixed in [folder.appearance, folder.structure].compactMap({ $0 }) where !FileManager.default.isReadableFile(atPath: fixed) {
+                throw Invalid(description: "hot folder '\(folder.name)': cannot read the fixed image \(fixed)")
+            }
         }
     }
 

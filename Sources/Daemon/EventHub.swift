@@ -11,6 +11,12 @@ final class EventHub: @unchecked Sendable {
 
     private let lock = NSLock()
     private var watchers: [String: [UUID: (Event) -> Void]] = [:]
+    private var stateObservers: [(JobInfo) -> Void] = []
+
+    /// Calls `handler` with every job's state changes (hot folders deliver results this way).
+    func observeStates(_ handler: @escaping (JobInfo) -> Void) {
+        lock.lock(); stateObservers.append(handler); lock.unlock()
+    }
 
     /// Calls `handler` for every event of `job` until the returned token is cancelled.
     func watch(_ job: String, _ handler: @escaping (Event) -> Void) -> UUID {
@@ -26,7 +32,9 @@ final class EventHub: @unchecked Sendable {
     func publish(_ job: String, _ event: Event) {
         lock.lock()
         let handlers = Array((watchers[job] ?? [:]).values)
+        let observers = stateObservers
         lock.unlock()
         for handler in handlers { handler(event) }
+        if case let .state(info) = event { for observer in observers { observer(info) } }
     }
 }

@@ -27,6 +27,23 @@ struct JobRecord: Codable, FetchableRecord, PersistableRecord, Equatable {
     var jobState: JobState { JobState(rawValue: state) ?? .failed }
 }
 
+/// A hot-folder drop: `files` are its names in processing/ (a job directory is one name).
+struct FolderItem: Codable, FetchableRecord, MutablePersistableRecord, Equatable {
+    static let databaseTableName = "folder_item"
+    var id: Int64?
+    var folder: String
+    var name: String
+    /// JSON array of names.
+    var files: String
+    var jobId: String
+    var delivered = false
+    var createdAt = Date()
+
+    var fileNames: [String] { (try? JSONDecoder().decode([String].self, from: Data(files.utf8))) ?? [] }
+
+    mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+}
+
 /// Why the store refused something.
 enum StoreError: Error, Equatable {
     case queueFull(limit: Int)
@@ -74,6 +91,18 @@ final class JobStore: @unchecked Sendable {
                 t.column("value", .text).notNull()
             }
         }
+        migrator.registerMigration("v2-folder-items") { db in
+            // A hot-folder drop and the job it became; several drops of the same pair share a job.
+            try db.create(table: "folder_item") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("folder", .text).notNull().indexed()
+                t.column("name", .text).notNull()
+                t.column("files", .text).notNull()
+                t.column("jobId", .text).notNull().indexed().references("job", onDelete: .cascade)
+                t.column("delivered", .boolean).notNull().defaults(to: false)
+                t.column("createdAt", .datetime).notNull()
+            }
+        }
         if try pool.read({ try migrator.hasBeenSuperseded($0) }) {
             throw DatabaseError(message: "the job store at \(path) was written by a newer xattnd; refusing to use it")
         }
@@ -98,22 +127,61 @@ final class JobStore: @unchecked Sendable {
             if let key = new.idempotencyKey, let earlier = try JobRecord.filter(Column("idempotencyKey") == key).fetchOne(db) {
                 return (earlier, true)
             }
-            let queued = try JobRecord.filter(Column("state") == JobState.queued.rawValue).fetchCount(db)
-            guard queued < limit else { throw StoreError.queueFull(limit: limit) }
-            var hash = Core.SHA256()
-            hash.update(Array(new.structure)); hash.update(Array(new.appearance))
-            let parameters = String(decoding: try JSONEncoder.sorted.encode(new.parameters), as: UTF8.self)
-            hash.update(parameters)
-            let record = JobRecord(
-                id: "j-" + UUID().uuidString.lowercased().prefix(12).replacingOccurrences(of: "-", with: ""),
-                idempotencyKey: new.idempotencyKey, owner: Int64(new.owner), source: new.source, folder: new.folder,
-                state: JobState.queued.rawValue, priority: new.priority, attempts: 0, parameters: parameters,
-                inputHash: Core.SHA256.hex(hash.finalize()), createdAt: Date())
-            try record.insert(db)
-            try db.execute(sql: "INSERT INTO job_input (jobId, structure, appearance) VALUES (?, ?, ?)",
-                           arguments: [record.id, new.structure, new.appearance])
-            return (record, false)
+            return (try insert(new, limit: limit, db), false)
         }
+    }
+
+    /// A hot-folder drop: its job (an earlier one with the same content, requeued if it had failed
+    /// or been cancelled, or a new one) and its item, in one transaction.
+    func submit(_ new: NewJob, limit: Int, item: FolderItem) throws -> (JobRecord, existing: Bool, requeued: Bool) {
+        try pool.write { db in
+            var job: JobRecord, existing = false, requeued = false
+            if let key = new.idempotencyKey, let earlier = try JobRecord.filter(Column("idempotencyKey") == key).fetchOne(db) {
+                (job, existing) = (earlier, true)
+                if earlier.jobState == .failed || earlier.jobState == .cancelled {
+                    (job.state, job.error, job.finishedAt, job.startedAt, job.attempts) = (JobState.queued.rawValue, nil, nil, nil, 0)
+                    try job.update(db)
+                    requeued = true
+                }
+            } else {
+                job = try insert(new, limit: limit, db)
+            }
+            var item = item
+            item.jobId = job.id
+            try item.insert(db)
+            return (job, existing, requeued)
+        }
+    }
+
+    /// Drops of `folder` whose results or failures have not been delivered yet, with their jobs.
+    func undelivered(folder: String) throws -> [(item: FolderItem, job: JobRecord)] {
+        try pool.read { db in
+            try FolderItem.filter(Column("folder") == folder && Column("delivered") == false).order(Column("id")).fetchAll(db).compactMap { item in
+                try JobRecord.fetchOne(db, key: item.jobId).map { (item, $0) }
+            }
+        }
+    }
+
+    func markDelivered(_ itemID: Int64) throws {
+        try pool.write { db in try db.execute(sql: "UPDATE folder_item SET delivered = 1 WHERE id = ?", arguments: [itemID]) }
+    }
+
+    private func insert(_ new: NewJob, limit: Int, _ db: Database) throws -> JobRecord {
+        let queued = try JobRecord.filter(Column("state") == JobState.queued.rawValue).fetchCount(db)
+        guard queued < limit else { throw StoreError.queueFull(limit: limit) }
+        var hash = Core.SHA256()
+        hash.update(Array(new.structure)); hash.update(Array(new.appearance))
+        let parameters = String(decoding: try JSONEncoder.sorted.encode(new.parameters), as: UTF8.self)
+        hash.update(parameters)
+        let record = JobRecord(
+            id: "j-" + UUID().uuidString.lowercased().prefix(12).replacingOccurrences(of: "-", with: ""),
+            idempotencyKey: new.idempotencyKey, owner: Int64(new.owner), source: new.source, folder: new.folder,
+            state: JobState.queued.rawValue, priority: new.priority, attempts: 0, parameters: parameters,
+            inputHash: Core.SHA256.hex(hash.finalize()), createdAt: Date())
+        try record.insert(db)
+        try db.execute(sql: "INSERT INTO job_input (jobId, structure, appearance) VALUES (?, ?, ?)",
+                       arguments: [record.id, new.structure, new.appearance])
+        return record
     }
 
     /// Marks the highest-priority, oldest queued job running (attempts + 1) and returns it; nil

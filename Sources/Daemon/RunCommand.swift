@@ -67,8 +67,11 @@ enum RunCommand {
         let server = RPCServer(service: service, events: events, logger: logger, idleTimeoutSeconds: Int64(settings.idleTimeout)) { uid, gid in
             uid == 0 || uid == ownUID || (reloader.current.adminGID.map { isMember(uid: uid, gid: gid, of: $0) } ?? false)
         }
+        let hotFolders = HotFolders(settings: settings.folders, store: store, events: events, logger: logger,
+                                    queueLimit: { service.limits.queueLimit }, wake: { worker.wake() })
         worker.onStatus = { Systemd.notify("STATUS=\($0)") }
         worker.start()
+        hotFolders.start()
         try server.start(path: settings.socket)
         if let interval = Systemd.watchdogInterval() { server.startWatchdog(intervalMicroseconds: interval) }
         if let group = settings.socketGroup.flatMap({ getgrnam($0)?.pointee.gr_gid }), RPCServer.inheritedSocket() == nil {
@@ -83,6 +86,7 @@ enum RunCommand {
             logger.info("stopping")
             Systemd.notify("STOPPING=1")
             service.beginShutdown()
+            hotFolders.stop()
             server.stop()
             worker.shutdown()
             done.signal()

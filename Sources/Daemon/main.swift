@@ -23,7 +23,7 @@ case "check-config":
     }
     do {
         let settings = try DaemonSettings.load(file: arguments[1], flags: try Arguments([], valued: [], switches: []))
-        print("\(arguments[1]): valid (model \(settings.model ?? "?"), socket \(settings.socket), queue limit \(settings.queueLimit))")
+        print("\(arguments[1]): valid (model \(settings.model ?? "?"), socket \(settings.socket), queue limit \(settings.queueLimit), \(settings.folders.count) hot folder\(settings.folders.count == 1 ? "" : "s"))")
     } catch {
         FileHandle.standardError.write(Data("\(error)\n".utf8))
         exit(1)
@@ -40,7 +40,7 @@ case "doctor":
     print("compute threads: \(ComputePool.shared.threadCount)")
     print("blas: \(Gemm.backendDescription)")
     print("libpng: \(PNGLibrary.version)")
-    print("inotify: \(InotifyTools.initialize() ? "available" : "unavailable (hot folders will poll)")")
+    print("inotify: \(InotifyWatcher(onEvent: { _ in }).isAvailable ? "available" : "unavailable (hot folders will poll)")")
     print("systemd notify socket: \(Systemd.notify("STATUS=doctor") ? "present" : "absent")")
 default:
     FileHandle.standardError.write(Data("usage: xattnd run … | transfer … | check-config FILE | doctor | --version\n".utf8))

@@ -1,0 +1,221 @@
+import Foundation
+import Glibc
+
+/// What is known of the files in one inbox, and which of them form a job that is complete.
+///
+/// A file counts as complete when inotify said its writer closed it or it was renamed into place
+/// and it has then stayed unchanged for the settle delay; a file found by a scan (at start, after
+/// an overflow, in polling mode) must stay unchanged for the settle delay between two looks. A
+/// file being written (IN_CREATE / IN_MODIFY since the last close) is never taken.
+struct DropTracker {
+    struct Entry {
+        var firstSeen: Date
+        var lastChange: Date
+        var size: Int64
+        var modified: Double
+        var isDirectory: Bool
+        var writing = false
+        var closed = false
+    }
+
+    /// One job, as found in the inbox. Names are `stem + suffix` at the inbox's top level; the
+    /// images and options are `stem + suffix` paths too (`/structure.png` inside a directory).
+    struct Drop: Equatable {
+        var stem: String
+        var suffixes: [String]
+        var structure: String?
+        var appearance: String?
+        var options: String?
+    }
+
+    enum Verdict: Equatable {
+        case ready(Drop)
+        /// Settled but unusable (two structure images, a link …): fails at once.
+        case invalid(Drop, reason: String)
+        /// Settled, not a job, and older than the unpaired timeout.
+        case timedOut(Drop, reason: String)
+    }
+
+    let inbox: String
+    let settle: TimeInterval
+    let unpairedTimeout: TimeInterval
+    /// The folder has a fixed image, so a lone image (or a lone part) is a whole job.
+    let hasFixedAppearance: Bool
+    let hasFixedStructure: Bool
+    private(set) var entries: [String: Entry] = [:]
+
+    init(inbox: String, settings: HotFolderSettings) {
+        self.inbox = inbox
+        settle = settings.settle
+        unpairedTimeout = settings.unpairedTimeout
+        hasFixedAppearance = settings.appearance != nil
+        hasFixedStructure = settings.structure != nil
+    }
+
+    static func stat(_ path: String) -> (size: Int64, modified: Double, isDirectory: Bool, isLink: Bool)? {
+        var s = Glibc.stat()
+        guard lstat(path, &s) == 0 else { return nil }
+        let type = s.st_mode & S_IFMT
+        return (Int64(s.st_size), Double(s.st_mtim.tv_sec) + Double(s.st_mtim.tv_nsec) * 1e-9, type == S_IFDIR, type == S_IFLNK)
+    }
+
+    /// Whether a relative path is worth tracking: no junk at either level, at most one level deep.
+    static func tracked(_ path: String) -> Bool {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        return !path.isEmpty && parts.count <= 2 && parts.allSatisfy { !$0.isEmpty && !DropName(String($0)).isJunk }
+    }
+
+    // MARK: events
+
+    mutating func apply(_ event: FolderEvent, now: Date) {
+        guard Self.tracked(event.path) else { return }
+        switch event.kind {
+        case .removed:
+            entries[event.path] = nil
+            if event.isDirectory { entries = entries.filter { !$0.key.hasPrefix(event.path + "/") } }
+        case .complete, .writing:
+            guard let s = Self.stat(inbox + "/" + event.path) else { entries[event.path] = nil; return }
+            var entry = entries[event.path] ?? Entry(firstSeen: now, lastChange: now, size: s.size, modified: s.modified, isDirectory: s.isDirectory)
+            (entry.lastChange, entry.size, entry.modified, entry.isDirectory) = (now, s.size, s.modified, s.isDirectory)
+            if !s.isDirectory { (entry.closed, entry.writing) = event.kind == .complete ? (true, false) : (false, true) }
+            entries[event.path] = entry
+            if let slash = event.path.firstIndex(of: "/") { touch(String(event.path[..<slash]), now: now) }
+            // A directory renamed in arrives whole: its files bring no events of their own.
+            if s.isDirectory && event.kind == .complete { scanDirectory(event.path, now: now, closed: true) }
+        case .overflow, .watchLost:
+            break
+        }
+    }
+
+    private mutating func touch(_ path: String, now: Date) {
+        entries[path]?.lastChange = now
+    }
+
+    // MARK: scans
+
+    /// Looks at everything in the inbox; `forgetWriting` after lost events (a close may be among them).
+    mutating func scan(now: Date, forgetWriting: Bool = false) {
+        var seen = Set<String>()
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: inbox)) ?? [] where Self.tracked(name) {
+            seen.insert(name)
+            observe(name, now: now, closed: false)
+            if entries[name]?.isDirectory == true {
+                for inner in (try? FileManager.default.contentsOfDirectory(atPath: inbox + "/" + name)) ?? [] where Self.tracked(name + "/" + inner) {
+                    seen.insert(name + "/" + inner)
+                    observe(name + "/" + inner, now: now, closed: false)
+                }
+            }
+        }
+        entries = entries.filter { seen.contains($0.key) }
+        if forgetWriting { for key in entries.keys { entries[key]?.writing = false } }
+    }
+
+    private mutating func scanDirectory(_ directory: String, now: Date, closed: Bool) {
+        for inner in (try? FileManager.default.contentsOfDirectory(atPath: inbox + "/" + directory)) ?? [] where Self.tracked(directory + "/" + inner) {
+            observe(directory + "/" + inner, now: now, closed: closed)
+        }
+    }
+
+    private mutating func observe(_ path: String, now: Date, closed: Bool) {
+        guard let s = Self.stat(inbox + "/" + path) else { entries[path] = nil; return }
+        if var entry = entries[path] {
+            if entry.size != s.size || entry.modified != s.modified { (entry.lastChange, entry.size, entry.modified) = (now, s.size, s.modified) }
+            entry.closed = entry.closed || closed
+            entries[path] = entry
+        } else {
+            entries[path] = Entry(firstSeen: now, lastChange: now, size: s.size, modified: s.modified, isDirectory: s.isDirectory, closed: closed)
+        }
+    }
+
+    /// Forgets names that were claimed or failed (their files have left the inbox).
+    mutating func forget(_ drop: Drop) {
+        for suffix in drop.suffixes {
+            let name = drop.stem + suffix
+            entries[name] = nil
+            entries = entries.filter { !$0.key.hasPrefix(name + "/") }
+        }
+    }
+
+    // MARK: verdicts
+
+    /// Complete jobs, invalid drops and timed-out leftovers, each settled.
+    mutating func verdicts(now: Date) -> [Verdict] {
+        // A file found by a scan is looked at again: a writer we had no event from may still be busy.
+        for (path, entry) in entries where !entry.closed && !entry.isDirectory { observe(path, now: now, closed: false) }
+        var groups: [String: (drop: Drop, paths: [String], problem: String?)] = [:]
+        for path in entries.keys.sorted() {
+            let parts = path.split(separator: "/").map(String.init)
+            let top = parts[0]
+            if entries[top]?.isDirectory == true {
+                var group = groups["d/" + top] ?? (Drop(stem: top, suffixes: [""]), [], nil)
+                group.paths.append(path)
+                if parts.count == 2 { assign(DropName(parts[1]), "/" + parts[1], to: &group, path: path) }
+                groups["d/" + top] = group
+            } else if parts.count == 1 {
+                switch DropName(top) {
+                case let .part(stem, role) where !stem.isEmpty:
+                    var group = groups["p/" + stem] ?? (Drop(stem: stem, suffixes: []), [], nil)
+                    group.paths.append(path)
+                    group.drop.suffixes.append(String(top.dropFirst(stem.count)))
+                    assign(.part(stem: stem, role: role), String(top.dropFirst(stem.count)), to: &group, path: path)
+                    groups["p/" + stem] = group
+                case .part, .image:
+                    let stem = (top as NSString).deletingPathExtension
+                    let suffix = String(top.dropFirst(stem.count))
+                    var drop = Drop(stem: stem, suffixes: [suffix])
+                    if hasFixedAppearance { drop.structure = suffix } else if hasFixedStructure { drop.appearance = suffix }
+                    groups["i/" + top] = (drop, [path], nil)
+                case .other, .junk:
+                    groups["o/" + top] = (Drop(stem: top, suffixes: [""]), [path], nil)
+                }
+            }
+        }
+        var result: [Verdict] = []
+        for key in groups.keys.sorted() {
+            guard let group = groups[key], group.paths.allSatisfy({ settled($0, now: now) }) else { continue }
+            if let problem = group.problem { result.append(.invalid(group.drop, reason: problem)); continue }
+            var drop = group.drop
+            if Self.stat(inbox + "/" + drop.stem + (drop.suffixes.first ?? ""))?.isLink == true {
+                result.append(.invalid(drop, reason: "symbolic links are not taken; drop the file itself")); continue
+            }
+            let complete = (drop.structure != nil || hasFixedStructure) && (drop.appearance != nil || hasFixedAppearance)
+                && !(drop.structure == nil && drop.appearance == nil)
+            if complete && !key.hasPrefix("o/") {
+                result.append(.ready(drop))
+            } else if let oldest = group.paths.compactMap({ entries[$0]?.firstSeen }).min(), now.timeIntervalSince(oldest) >= unpairedTimeout {
+                drop.structure = nil; drop.appearance = nil
+                result.append(.timedOut(drop, reason: unpairedReason(key: key, drop: group.drop)))
+            }
+        }
+        return result
+    }
+
+    private func assign(_ name: DropName, _ suffix: String, to group: inout (drop: Drop, paths: [String], problem: String?), path: String) {
+        guard case let .part(_, role) = name else { return }
+        switch role {
+        case .structure:
+            if group.drop.structure != nil { group.problem = "two structure images" }
+            group.drop.structure = suffix
+        case .appearance:
+            if group.drop.appearance != nil { group.problem = "two appearance images" }
+            group.drop.appearance = suffix
+        case .options:
+            group.drop.options = suffix
+        }
+    }
+
+    private func settled(_ path: String, now: Date) -> Bool {
+        guard let entry = entries[path] else { return false }
+        return !entry.writing && now.timeIntervalSince(entry.lastChange) >= settle
+    }
+
+    private func unpairedReason(key: String, drop: Drop) -> String {
+        let waited = String(format: "%.0f s", unpairedTimeout)
+        switch key.prefix(2) {
+        case "d/": return "the job directory has no \(drop.structure == nil ? "structure.png/.jpg" : "appearance.png/.jpg") after \(waited)"
+        case "p/": return "no \(drop.stem)\(drop.structure == nil ? ".structure" : ".appearance").png/.jpg arrived within \(waited)"
+        case "i/": return "not a pair: name files NAME.structure.EXT and NAME.appearance.EXT, or give the folder a fixed appearance or structure"
+        default: return "not an image (.png, .jpg, .jpeg) nor part of a job"
+        }
+    }
+}

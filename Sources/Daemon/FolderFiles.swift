@@ -1,0 +1,92 @@
+import Foundation
+import Glibc
+
+/// File moves and writes of a hot folder: atomic renames, names that never overwrite, reads that
+/// never follow a link, and JSON written to a temporary name then renamed.
+enum FolderFiles {
+    struct Failure: Error, CustomStringConvertible { let description: String }
+
+    /// Images above this are refused before they reach the store.
+    static let maximumFileBytes = 64 << 20
+
+    /// The first of `stem`, `stem-2`, `stem-3`, … for which no `candidate + suffix` exists in
+    /// `directory` (and none of `extra` suffixes either).
+    static func freeStem(_ stem: String, suffixes: [String], in directory: String) -> String {
+        var k = 1
+        while true {
+            let candidate = k == 1 ? stem : "\(stem)-\(k)"
+            if !suffixes.contains(where: { FileManager.default.fileExists(atPath: directory + "/" + candidate + $0) }) { return candidate }
+            k += 1
+        }
+    }
+
+    /// Renames `stem + suffix` from one directory to another under a free stem; all or nothing.
+    /// Returns the stem used.
+    static func move(stem: String, suffixes: [String], from source: String, to target: String, extraSuffixes: [String] = []) throws -> String {
+        let newStem = freeStem(stem, suffixes: suffixes + extraSuffixes, in: target)
+        var moved: [String] = []
+        for suffix in suffixes {
+            if rename(source + "/" + stem + suffix, target + "/" + newStem + suffix) != 0 {
+                let reason = String(cString: strerror(errno))
+                for done in moved.reversed() { _ = rename(target + "/" + newStem + done, source + "/" + stem + done) }
+                throw Failure(description: "cannot move \(stem + suffix) to \(target): \(reason)")
+            }
+            moved.append(suffix)
+        }
+        return newStem
+    }
+
+    /// A regular file's bytes, refusing links, devices and anything above the limit.
+    static func read(_ path: String, limit: Int = maximumFileBytes) throws -> Data {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { throw Failure(description: "cannot open \((path as NSString).lastPathComponent): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var s = stat()
+        guard fstat(fd, &s) == 0, s.st_mode & S_IFMT == S_IFREG else { throw Failure(description: "\((path as NSString).lastPathComponent) is not a regular file") }
+        guard s.st_size <= limit else { throw Failure(description: "\((path as NSString).lastPathComponent) is larger than \(limit >> 20) MB") }
+        var data = Data(count: Int(s.st_size))
+        let count = data.withUnsafeMutableBytes { buffer -> Int in
+            guard let base = buffer.baseAddress else { return 0 }
+            var offset = 0
+            while offset < buffer.count {
+                let n = Glibc.read(fd, base + offset, buffer.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                offset += n
+            }
+            return offset
+        }
+        guard count == data.count else { throw Failure(description: "\((path as NSString).lastPathComponent) changed while it was read") }
+        return data
+    }
+
+    /// The owner of a path (hot-folder jobs belong to whoever dropped the files).
+    static func owner(_ path: String) -> UInt32? {
+        var s = stat()
+        return lstat(path, &s) == 0 ? s.st_uid : nil
+    }
+
+    /// Writes `data` to `.name.tmp` in `directory`, then renames it to `name`.
+    static func writeAtomically(_ data: Data, name: String, in directory: String) throws {
+        let temporary = directory + "/." + name + ".tmp"
+        guard FileManager.default.createFile(atPath: temporary, contents: data) else {
+            throw Failure(description: "cannot write \(temporary)")
+        }
+        guard rename(temporary, directory + "/" + name) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temporary)
+            throw Failure(description: "cannot rename \(temporary): \(reason)")
+        }
+    }
+
+    /// Makes in/, processing/, out/, done/ and failed/ (the folder itself must exist).
+    static func prepare(_ folder: HotFolderSettings) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw Failure(description: "\(folder.path) does not exist")
+        }
+        for directory in [folder.inbox, folder.processing, folder.outbox, folder.done, folder.failed] {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+    }
+}

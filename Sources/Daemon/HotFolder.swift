@@ -1,0 +1,265 @@
+import Core
+import Foundation
+import Logging
+import Wire
+
+/// One configured hot folder: what is in its inbox, the drops it claims as jobs, and the results
+/// and failures it delivers. Used only from the hot-folder queue (HotFolders).
+final class HotFolder {
+    let settings: HotFolderSettings
+    private(set) var tracker: DropTracker
+    private let store: JobStore
+    private let logger: Logger
+    private let queueLimit: () -> Int
+    private let wake: () -> Void
+    /// in/ and the other directories exist and (unless polling) inotify watches in/.
+    var isReady = false
+    var nextScan = Date.distantPast
+    private var deferredUntil = Date.distantPast
+    private var reportedMissing = false
+
+    init(settings: HotFolderSettings, store: JobStore, logger: Logger, queueLimit: @escaping () -> Int, wake: @escaping () -> Void) {
+        (self.settings, self.store, self.queueLimit, self.wake) = (settings, store, queueLimit, wake)
+        var logger = logger
+        logger[metadataKey: "folder"] = "\(settings.name)"
+        self.logger = logger
+        tracker = DropTracker(inbox: settings.inbox, settings: settings)
+    }
+
+    /// Makes the directories; false (logged once) while the folder does not exist.
+    func prepare() -> Bool {
+        do {
+            try FolderFiles.prepare(settings)
+            reportedMissing = false
+            return true
+        } catch {
+            if !reportedMissing { logger.warning("hot folder unavailable; waiting for it", metadata: ["error": "\(error)"]) }
+            reportedMissing = true
+            return false
+        }
+    }
+
+    func apply(_ event: FolderEvent, now: Date) { tracker.apply(event, now: now) }
+
+    func scan(now: Date, lostEvents: Bool = false) {
+        tracker.scan(now: now, forgetWriting: lostEvents)
+        nextScan = now.addingTimeInterval(settings.poll ? settings.pollInterval : settings.scanInterval)
+    }
+
+    /// Claims every complete drop and fails the invalid and the timed-out ones.
+    func process(now: Date) {
+        guard isReady, now >= deferredUntil, !tracker.entries.isEmpty else { return }
+        for verdict in tracker.verdicts(now: now) {
+            switch verdict {
+            case let .ready(drop):
+                if !claim(drop) { return }
+            case let .invalid(drop, reason):
+                reject(drop, error: ["code": .null, "reason": .string("invalid_drop"), "message": .string(reason)])
+            case let .timedOut(drop, reason):
+                reject(drop, error: ["code": .null, "reason": .string("unpaired"), "message": .string(reason)])
+            }
+        }
+    }
+
+    // MARK: claiming
+
+    /// Moves the drop into processing/, reads it and queues its job. False when the queue is
+    /// full: the drop goes back to in/ and the folder waits a little.
+    private func claim(_ drop: DropTracker.Drop) -> Bool {
+        tracker.forget(drop)
+        let stem: String
+        do {
+            stem = try FolderFiles.move(stem: drop.stem, suffixes: drop.suffixes, from: settings.inbox, to: settings.processing)
+        } catch {
+            logger.warning("claiming a drop failed; it stays in in/", metadata: ["name": "\(drop.stem)", "error": "\(error)"])
+            return true
+        }
+        let files = drop.suffixes.map { stem + $0 }
+        let inputs: (structure: Data, appearance: Data, parameters: TransferParameters, owner: UInt32)
+        do {
+            inputs = try read(drop, stem: stem)
+        } catch let error as WireError {
+            finish(stem: stem, files: files, from: settings.processing, error: error.failureFields, job: nil)
+            return true
+        } catch {
+            finish(stem: stem, files: files, from: settings.processing, error: WireError.invalidImage("\(error)").failureFields, job: nil)
+            return true
+        }
+        var key = Core.SHA256()
+        for part in [inputs.structure, inputs.appearance, try? JSONEncoder.sorted.encode(inputs.parameters)] {
+            let bytes = Array(part ?? Data())
+            key.update(Array(String(bytes.count).utf8) + [0x3A]); key.update(bytes)
+        }
+        let new = JobStore.NewJob(owner: inputs.owner, source: "hot-folder", folder: settings.name, priority: settings.priority,
+                                  idempotencyKey: "folder:\(settings.name):" + Core.SHA256.hex(key.finalize()), parameters: inputs.parameters,
+                                  structure: inputs.structure, appearance: inputs.appearance)
+        let item = FolderItem(folder: settings.name, name: stem, files: Self.json(files), jobId: "")
+        do {
+            let (job, existing, requeued) = try store.submit(new, limit: queueLimit(), item: item)
+            logger.info(existing ? (requeued ? "drop matches a failed job; retrying it" : "drop matches an earlier job") : "drop queued",
+                        metadata: ["name": "\(stem)", "job_id": "\(job.id)"])
+            if !existing || requeued { wake() }
+            if job.jobState == .succeeded && !(job.resultPath.map { FileManager.default.fileExists(atPath: $0) } ?? false) {
+                // The earlier result was pruned: compute it again rather than deliver nothing.
+                _ = try store.retry(job.id)
+                wake()
+            } else if job.jobState.isFinal {
+                deliverFinished()
+            }
+            return true
+        } catch StoreError.queueFull {
+            _ = try? FolderFiles.move(stem: stem, suffixes: drop.suffixes, from: settings.processing, to: settings.inbox)
+            deferredUntil = Date().addingTimeInterval(2)
+            logger.notice("the queue is full; the drop waits in in/", metadata: ["name": "\(drop.stem)"])
+            return false
+        } catch {
+            finish(stem: stem, files: files, from: settings.processing, error: WireError.internalError("\(error)").failureFields, job: nil)
+            return true
+        }
+    }
+
+    /// The images (the drop's or the folder's fixed one) and the options (the folder's, then the
+    /// drop's options file).
+    private func read(_ drop: DropTracker.Drop, stem: String) throws -> (Data, Data, TransferParameters, UInt32) {
+        func image(_ suffix: String?, fixed: String?, role: String) throws -> Data {
+            let path = suffix.map { settings.processing + "/" + stem + $0 } ?? fixed ?? ""
+            let data: Data
+            do { data = try FolderFiles.read(path) } catch { throw WireError.invalidImage("\(role): \(error)") }
+            guard data.starts(with: [0x89, 0x50, 0x4E, 0x47]) || data.starts(with: [0xFF, 0xD8, 0xFF]) else {
+                throw WireError.invalidImage("\(role) (\((path as NSString).lastPathComponent)): neither a PNG nor a JPEG file")
+            }
+            return data
+        }
+        let structure = try image(drop.structure, fixed: settings.structure, role: "structure")
+        let appearance = try image(drop.appearance, fixed: settings.appearance, role: "appearance")
+        var parameters = settings.options
+        if let options = drop.options {
+            let data: Data, value: JSONValue
+            do {
+                data = try FolderFiles.read(settings.processing + "/" + stem + options, limit: 1 << 20)
+                value = try JSONDecoder().decode(JSONValue.self, from: data)
+            } catch { throw WireError.invalidOptions("\(stem + options): not a JSON object: \(error)") }
+            parameters = parameters.overridden(by: try TransferParameters.strict(value))
+        }
+        do { _ = try JobConversion.options(parameters) } catch { throw WireError.invalidOptions("\(error)") }
+        let first = settings.processing + "/" + stem + (drop.structure ?? drop.appearance ?? "")
+        return (structure, appearance, parameters, FolderFiles.owner(first) ?? getuid())
+    }
+
+    /// A drop that will not become a job: to failed/ with its error file.
+    private func reject(_ drop: DropTracker.Drop, error: [String: JSONValue]) {
+        tracker.forget(drop)
+        finish(stem: drop.stem, files: drop.suffixes.map { drop.stem + $0 }, from: settings.inbox, error: error, job: nil)
+    }
+
+    // MARK: delivering
+
+    /// Delivers every drop whose job has ended.
+    func deliverFinished() {
+        let pending: [(item: FolderItem, job: JobRecord)]
+        do { pending = try store.undelivered(folder: settings.name) } catch {
+            logger.error("reading the hot-folder items failed", metadata: ["error": "\(error)"])
+            return
+        }
+        for (item, job) in pending where job.jobState.isFinal { deliver(item, job) }
+    }
+
+    /// The result (NAME.png, NAME.json) to out/ and the inputs to done/; or the inputs and
+    /// NAME.error.json to failed/.
+    private func deliver(_ item: FolderItem, _ job: JobRecord) {
+        var failure: [String: JSONValue]?
+        switch job.jobState {
+        case .succeeded:
+            do { try writeResult(item, job) } catch {
+                self.error("delivering a result failed", item, error)
+                failure = WireError.internalError("the result could not be written: \(error)").failureFields
+                failure?["reason"] = .string("delivery_failed")
+            }
+        case .cancelled:
+            failure = ["code": .null, "reason": .string("cancelled"), "message": .string("the job was cancelled")]
+        default:
+            let object = job.error.flatMap { try? JSONDecoder().decode(RPCErrorObject.self, from: Data($0.utf8)) }
+            failure = ["code": object.map { .integer($0.code) } ?? .null, "reason": .string(object?.reason ?? "failed"),
+                     "message": .string(object?.message ?? "the job failed")]
+        }
+        finish(stem: item.name, files: item.fileNames, from: settings.processing, error: failure, job: job.id)
+        do { if let id = item.id { try store.markDelivered(id) } } catch { self.error("recording a delivery failed", item, error) }
+    }
+
+    private func writeResult(_ item: FolderItem, _ job: JobRecord) throws {
+        guard let path = job.resultPath else { throw FolderFiles.Failure(description: "the job has no result") }
+        let png = try FolderFiles.read(path, limit: 1 << 30)
+        let sidecarPath = (path as NSString).deletingPathExtension + ".json"
+        var sidecar: [String: JSONValue] = [:]
+        if let data = FileManager.default.contents(atPath: sidecarPath), case let .object(fields)? = try? JSONDecoder().decode(JSONValue.self, from: data) {
+            sidecar = fields
+        }
+        sidecar["folder"] = .string(settings.name)
+        sidecar["name"] = .string(item.name)
+        sidecar["inputs"] = .array(item.fileNames.map { .string($0) })
+        sidecar["job"] = .string(job.id)
+        let stem = FolderFiles.freeStem(item.name, suffixes: [".png", ".json"], in: settings.outbox)
+        // The JSON first: whoever waits for NAME.png finds its parameters beside it.
+        try FolderFiles.writeAtomically(try JSONEncoder.sorted.encode(JSONValue.object(sidecar)), name: stem + ".json", in: settings.outbox)
+        try FolderFiles.writeAtomically(png, name: stem + ".png", in: settings.outbox)
+    }
+
+    /// Moves `files` (named `stem + suffix`) from `source` to done/, or with an error to failed/
+    /// beside `STEM.error.json`.
+    private func finish(stem: String, files: [String], from source: String, error: [String: JSONValue]?, job: String?) {
+        let suffixes = files.map { String($0.dropFirst(stem.count)) }
+        let target = error == nil ? settings.done : settings.failed
+        let present = suffixes.filter { FileManager.default.fileExists(atPath: source + "/" + stem + $0) }
+        let moved: String
+        do { moved = try FolderFiles.move(stem: stem, suffixes: present, from: source, to: target, extraSuffixes: [".error.json"]) } catch {
+            logger.error("moving a drop out of \((source as NSString).lastPathComponent)/ failed", metadata: ["name": "\(stem)", "error": "\(error)"])
+            return
+        }
+        var metadata: Logger.Metadata = ["name": "\(moved)"]
+        if let job { metadata["job_id"] = "\(job)" }
+        guard var fields = error else {
+            logger.info("drop done", metadata: metadata)
+            return
+        }
+        fields["job"] = job.map { .string($0) } ?? .null
+        fields["time"] = .string(JobConversion.formatter.string(from: Date()))
+        fields["folder"] = .string(settings.name)
+        fields["inputs"] = .array(present.map { .string(moved + $0) })
+        do {
+            try FolderFiles.writeAtomically(try JSONEncoder.sorted.encode(JSONValue.object(fields)), name: moved + ".error.json", in: target)
+        } catch {
+            logger.error("writing an error file failed", metadata: ["name": "\(moved)", "error": "\(error)"])
+        }
+        if case let .string(message)? = fields["message"] { metadata["error"] = "\(message)" }
+        logger.notice("drop failed", metadata: metadata)
+    }
+
+    // MARK: restart
+
+    /// After a restart: drops whose job ended while the daemon was down are delivered, and
+    /// anything in processing/ that no job knows of (a claim cut short) goes back to in/.
+    func reconcile() {
+        deliverFinished()
+        let known = Set(((try? store.undelivered(folder: settings.name)) ?? []).flatMap { $0.item.fileNames })
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: settings.processing)) ?? [] where !known.contains(name) && !DropName(name).isJunk {
+            _ = try? FolderFiles.move(stem: name, suffixes: [""], from: settings.processing, to: settings.inbox)
+            logger.notice("an unrecorded claim went back to in/", metadata: ["name": "\(name)"])
+        }
+    }
+
+    private func error(_ message: Logger.Message, _ item: FolderItem, _ error: Error) {
+        logger.error(message, metadata: ["name": "\(item.name)", "job_id": "\(item.jobId)", "error": "\(error)"])
+    }
+
+    static func json(_ names: [String]) -> String {
+        String(decoding: (try? JSONEncoder.sorted.encode(names)) ?? Data("[]".utf8), as: UTF8.self)
+    }
+}
+
+extension WireError {
+    /// The fields of an error file for this error.
+    var failureFields: [String: JSONValue] {
+        let object = self.object
+        return ["code": .integer(object.code), "reason": .string(reason), "message": .string(object.message)]
+    }
+}

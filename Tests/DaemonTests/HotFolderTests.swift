@@ -1,0 +1,270 @@
+import Core
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+import Wire
+
+/// Hot folders through the real daemon on the tiny model: files written, renamed and deleted by
+/// the test as a user would, results and failures checked on disk.
+@Suite(.serialized) struct HotFolderTests {
+    /// Short jobs (T = 5) so that a hundred of them fit in a test.
+    static let quickOptions = """
+        domain = "animal"
+        timesteps = 5
+        skip = 1
+        cross_attn_range_0 = [1, 4]
+        cross_attn_range_1 = [1, 4]
+        adain_range = [1, 4]
+        settle = 0.3
+        """
+
+    static let structurePNG = FileManager.default.contents(atPath: DaemonHarness.structure) ?? Data()
+    static let appearancePNG = FileManager.default.contents(atPath: DaemonHarness.appearance) ?? Data()
+
+    /// A daemon with `folders` (TOML tables without the header) under its temp dir.
+    static func start(_ daemon: DaemonHarness, folders: [String], extra: [String] = []) throws {
+        let config = daemon.directory.appendingPathComponent("xattnd.toml").path
+        let text = folders.map { "[[folder]]\n" + $0 + "\n" + quickOptions }.joined(separator: "\n\n")
+        FileManager.default.createFile(atPath: config, contents: Data(text.utf8))
+        try daemon.start(extra: ["--config", config] + extra)
+    }
+
+    static func folder(_ daemon: DaemonHarness, _ name: String) throws -> String {
+        let path = daemon.directory.appendingPathComponent(name).path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    static func write(_ data: Data, _ path: String) {
+        FileManager.default.createFile(atPath: path, contents: data)
+    }
+
+    /// Waits until `path` exists.
+    @discardableResult
+    static func waitFor(_ path: String, seconds: Double = 60) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while !FileManager.default.fileExists(atPath: path) {
+            if Date() > deadline { return false }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        return true
+    }
+
+    static func names(_ directory: String) -> Set<String> {
+        Set((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
+    }
+
+    static func json(_ path: String) -> [String: JSONValue] {
+        guard let data = FileManager.default.contents(atPath: path),
+              case let .object(fields)? = try? JSONDecoder().decode(JSONValue.self, from: data) else { return [:] }
+        return fields
+    }
+
+    static func jobs(_ daemon: DaemonHarness) -> [JobInfo] {
+        let output = daemon.ctl(["--json", "list", "--limit", "1000"]).output
+        return (try? JSONDecoder().decode(ListResult.self, from: Data(output.utf8)))?.jobs ?? []
+    }
+
+    /// The three pairing modes, junk, an unpaired file, a corrupt image, and the same pair twice.
+    @Test func pairingModesJunkAndFailures() throws {
+        let daemon = try DaemonHarness()
+        let pets = try Self.folder(daemon, "pets"), zebra = try Self.folder(daemon, "zebra")
+        try Self.start(daemon, folders: [
+            "path = \"\(pets)\"\nunpaired_timeout = 2",
+            "path = \"\(zebra)\"\nname = \"zebras\"\nappearance = \"\(DaemonHarness.appearance)\"",
+        ])
+        // Mode 2: NAME.structure.EXT + NAME.appearance.EXT, written in place.
+        Self.write(Self.structurePNG, pets + "/in/giraffe.structure.png")
+        Self.write(Self.appearancePNG, pets + "/in/giraffe.appearance.png")
+        // Mode 1: a job directory with an options file, prepared elsewhere and renamed into place.
+        let staging = daemon.directory.appendingPathComponent("staging").path
+        try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
+        Self.write(Self.structurePNG, staging + "/structure.png")
+        Self.write(Self.appearancePNG, staging + "/appearance.png")
+        Self.write(Data(#"{"seed": 7}"#.utf8), staging + "/options.json")
+        #expect(rename(staging, pets + "/in/job1") == 0)
+        // Mode 3: every image dropped into a folder with a fixed appearance is a job.
+        Self.write(Self.structurePNG, zebra + "/in/horse.png")
+        // Junk is never taken nor failed.
+        let junk = [".DS_Store", "._giraffe.png", "photo.png.part", "upload.tmp", "big.png.crdownload", ".hidden.structure.png"]
+        for name in junk { Self.write(Self.structurePNG, pets + "/in/" + name) }
+        // A corrupt image: a PNG signature and then garbage.
+        Self.write(Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + Array(repeating: 7, count: 100)), pets + "/in/broken.structure.png")
+        Self.write(Self.appearancePNG, pets + "/in/broken.appearance.png")
+        // Unpaired: times out into failed/ with a reason.
+        Self.write(Self.structurePNG, pets + "/in/lonely.structure.png")
+
+        #expect(Self.waitFor(pets + "/out/giraffe.png"))
+        #expect(Self.waitFor(pets + "/out/job1.png"))
+        #expect(Self.waitFor(zebra + "/out/horse.png"))
+        #expect(Self.waitFor(pets + "/failed/broken.error.json"))
+        #expect(Self.waitFor(pets + "/failed/lonely.error.json"))
+
+        #expect(Self.names(pets + "/done") == ["giraffe.structure.png", "giraffe.appearance.png", "job1"])
+        #expect(Self.names(pets + "/done/job1") == ["structure.png", "appearance.png", "options.json"])
+        #expect(Self.names(zebra + "/done") == ["horse.png"])
+        let sidecar = Self.json(pets + "/out/job1.json")
+        #expect(sidecar["folder"] == .string("pets") && sidecar["name"] == .string("job1"))
+        #expect(sidecar["seed"] == .string("7"))
+        #expect(sidecar["model"] != nil && sidecar["seconds"] != nil && sidecar["options"] != nil)
+
+        let broken = Self.json(pets + "/failed/broken.error.json")
+        #expect(broken["reason"] == .string("invalid_image"))
+        #expect(broken["code"] == .integer(-32003))
+        if case let .string(job)? = broken["job"] { #expect(daemon.state(job) == "failed") } else { Issue.record("no job id in \(broken)") }
+        #expect(broken["time"] != nil && broken["message"] != nil)
+        #expect(Self.names(pets + "/failed").isSuperset(of: ["broken.structure.png", "broken.appearance.png", "lonely.structure.png"]))
+        #expect(Self.json(pets + "/failed/lonely.error.json")["reason"] == .string("unpaired"))
+
+        // The same pair again: no new job, a second result.
+        let before = Self.jobs(daemon).count
+        Self.write(Self.structurePNG, pets + "/in/again.structure.png")
+        Self.write(Self.appearancePNG, pets + "/in/again.appearance.png")
+        #expect(Self.waitFor(pets + "/out/again.png"))
+        #expect(Self.jobs(daemon).count == before)
+
+        // Junk is still there, untouched; processing/ is empty; the list names the folders.
+        #expect(Self.names(pets + "/in") == Set(junk))
+        #expect(Self.names(pets + "/processing").isEmpty)
+        let jobs = Self.jobs(daemon)
+        #expect(jobs.count == 4)
+        #expect(Set(jobs.compactMap(\.folder)) == ["pets", "zebras"] && jobs.allSatisfy { $0.source == "hot-folder" })
+        #expect(daemon.ctl(["list"]).output.contains("hot-folder zebras"))
+    }
+
+    /// A file written slowly is taken only once its writer closes it; a file renamed into place is
+    /// taken at once.
+    @Test func slowWriterAndRenameIntoPlace() throws {
+        let daemon = try DaemonHarness()
+        let pets = try Self.folder(daemon, "pets")
+        try Self.start(daemon, folders: ["path = \"\(pets)\""])
+        Self.write(Self.appearancePNG, pets + "/in/slow.appearance.png")
+        let handle = try #require(FileHandle(forWritingAtPath: {
+            Self.write(Data(), pets + "/in/slow.structure.png"); return pets + "/in/slow.structure.png"
+        }()))
+        let half = Self.structurePNG.count / 2
+        try handle.write(contentsOf: Self.structurePNG.prefix(half))
+        Thread.sleep(forTimeInterval: 1.5)  // five settle delays with the file open and half written
+        #expect(Self.names(pets + "/in").contains("slow.structure.png"))
+        #expect(Self.names(pets + "/processing").isEmpty)
+        try handle.write(contentsOf: Self.structurePNG.dropFirst(half))
+        try handle.close()
+        #expect(Self.waitFor(pets + "/out/slow.png"))
+        #expect(Self.names(pets + "/failed").isEmpty)
+
+        // Written under a junk name, then renamed: IN_MOVED_TO.
+        Self.write(Self.structurePNG, pets + "/in/.moved.structure.png.tmp")
+        Self.write(Self.appearancePNG, pets + "/in/moved.appearance.jpg.part")
+        #expect(rename(pets + "/in/.moved.structure.png.tmp", pets + "/in/moved.structure.png") == 0)
+        #expect(rename(pets + "/in/moved.appearance.jpg.part", pets + "/in/moved.appearance.png") == 0)
+        #expect(Self.waitFor(pets + "/out/moved.png"))
+        #expect(Self.names(pets + "/done") == ["slow.structure.png", "slow.appearance.png", "moved.structure.png", "moved.appearance.png"])
+    }
+
+    /// 200 files at once (100 pairs, each different) with a queue limit of 30: drops wait in in/
+    /// while the queue is full and none is lost.
+    @Test func twoHundredFilesAtOnce() throws {
+        let daemon = try DaemonHarness()
+        let pets = try Self.folder(daemon, "pets")
+        try Self.start(daemon, folders: ["path = \"\(pets)\""], extra: ["--queue-limit", "30"])
+        let staging = daemon.directory.appendingPathComponent("staging").path
+        try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
+        let base = try PNGLibrary.decode(Self.structurePNG)
+        for i in 0..<100 {
+            var image = base
+            image.pixels[0] = UInt8(i)  // distinct contents: distinct jobs
+            image.pixels[1] = UInt8(i / 7)
+            Self.write(try PNGLibrary.encode(image), staging + "/p\(i).structure.png")
+            Self.write(Self.appearancePNG, staging + "/p\(i).appearance.png")
+        }
+        for name in try FileManager.default.contentsOfDirectory(atPath: staging) {
+            #expect(rename(staging + "/" + name, pets + "/in/" + name) == 0)
+        }
+        let deadline = Date().addingTimeInterval(240)
+        while Self.names(pets + "/out").filter({ $0.hasSuffix(".png") }).count < 100 && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.5)
+        }
+        #expect(Self.names(pets + "/out").filter { $0.hasSuffix(".png") }.count == 100)
+        #expect(Self.names(pets + "/done").count == 200)
+        #expect(Self.names(pets + "/failed").isEmpty && Self.names(pets + "/in").isEmpty)
+        #expect(Self.jobs(daemon).count == 100)
+    }
+
+    /// Files dropped while the daemon was down are taken at start; a restart in the middle of a
+    /// job loses nothing: the job runs again and its drop is delivered.
+    @Test func filesBeforeStartAndRestartMidJob() throws {
+        let daemon = try DaemonHarness()
+        let pets = try Self.folder(daemon, "pets")
+        for name in ["in", "processing", "out", "done", "failed"] {
+            try FileManager.default.createDirectory(atPath: pets + "/" + name, withIntermediateDirectories: true)
+        }
+        Self.write(Self.structurePNG, pets + "/in/early.structure.png")
+        Self.write(Self.appearancePNG, pets + "/in/early.appearance.png")
+        // A long job (the default T = 100) in a job directory, to be interrupted.
+        try FileManager.default.createDirectory(atPath: pets + "/in/long", withIntermediateDirectories: true)
+        Self.write(Self.structurePNG, pets + "/in/long/structure.png")
+        Self.write(Self.appearancePNG, pets + "/in/long/appearance.png")
+        Self.write(Data(#"{"timesteps": 100, "skip": 32, "crossAttnRange0": [10, 90], "crossAttnRange1": [10, 70], "adainRange": [20, 100]}"#.utf8),
+                   pets + "/in/long/options.json")
+        try Self.start(daemon, folders: ["path = \"\(pets)\""])
+        let deadline = Date().addingTimeInterval(30)
+        var long: JobInfo?
+        while long?.state != .running && Date() < deadline {
+            long = Self.jobs(daemon).first { $0.options.timesteps == 100 }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        #expect(long?.state == .running)
+        daemon.stop()
+        // Both drops stay claimed: the long one was interrupted, the early one is still queued.
+        #expect(Self.names(pets + "/processing") == ["long", "early.structure.png", "early.appearance.png"])
+        #expect(!FileManager.default.fileExists(atPath: pets + "/out/long.png"))
+        try Self.start(daemon, folders: ["path = \"\(pets)\""])
+        #expect(Self.waitFor(pets + "/out/long.png", seconds: 120))
+        #expect(Self.waitFor(pets + "/out/early.png"))
+        #expect(Self.names(pets + "/done") == ["early.structure.png", "early.appearance.png", "long"])
+        let job = try #require(Self.jobs(daemon).first { $0.options.timesteps == 100 })
+        #expect(job.state == .succeeded && job.attempts == 2)
+    }
+
+    /// A folder deleted and created again is watched again; a polled folder works without inotify.
+    @Test func deletedAndRecreatedAndPolling() throws {
+        let daemon = try DaemonHarness()
+        let pets = try Self.folder(daemon, "pets"), polled = try Self.folder(daemon, "polled")
+        try Self.start(daemon, folders: ["path = \"\(pets)\"", "path = \"\(polled)\"\npoll = true\npoll_interval = 0.3"])
+        #expect(Self.waitFor(pets + "/in"))
+        try FileManager.default.removeItem(atPath: pets)
+        Thread.sleep(forTimeInterval: 1)
+        try FileManager.default.createDirectory(atPath: pets + "/in", withIntermediateDirectories: true)
+        Self.write(Self.structurePNG, pets + "/in/back.structure.png")
+        Self.write(Self.appearancePNG, pets + "/in/back.appearance.png")
+        #expect(Self.waitFor(pets + "/out/back.png", seconds: 30))
+
+        Self.write(Self.structurePNG, polled + "/in/polled.structure.png")
+        Self.write(Self.appearancePNG, polled + "/in/polled.appearance.png")
+        #expect(Self.waitFor(polled + "/out/polled.png", seconds: 30))
+        #expect(Self.names(polled + "/done") == ["polled.structure.png", "polled.appearance.png"])
+    }
+
+    /// Bad folder configuration is refused at start with the key named.
+    @Test func invalidFolderConfiguration() throws {
+        let daemon = try DaemonHarness()
+        for (table, message) in [("path = \"relative\"", "absolute"), ("path = \"/tmp/x\"\nsetle = 1", "unknown setting 'setle'"),
+                                 ("path = \"/tmp/x\"\ntimesteps = 1", "timesteps")] {
+            let config = daemon.directory.appendingPathComponent("bad.toml").path
+            Self.write(Data("model = \"/nonexistent\"\n[[folder]]\n\(table)\n".utf8), config)
+            let p = Process()
+            p.executableURL = DaemonHarness.binaries.appendingPathComponent("xattnd")
+            p.arguments = ["check-config", config]
+            let err = Pipe()
+            p.standardError = err
+            p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+            try p.run()
+            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            #expect(p.terminationStatus != 0)
+            #expect(text.contains(message), "\(text)")
+        }
+    }
+}
