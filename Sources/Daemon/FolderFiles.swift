@@ -85,8 +85,15 @@ enum FolderFiles {
         guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw Failure(description: "\(folder.path) does not exist")
         }
-        for directory in [folder.inbox, folder.processing, folder.outbox, folder.done, folder.failed] {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var parent = stat()
+        let setgid = stat(folder.path, &parent) == 0 ? parent.st_mode & S_ISGID : 0
+        for directory in [folder.inbox, folder.processing, folder.outbox, folder.done, folder.failed] where !FileManager.default.fileExists(atPath: directory) {
+            // Group-writable whatever the service's umask (0027): members of the folder's group
+            // drop files into in/ and tidy out/; the set-group-ID bit of the folder carries over.
+            guard mkdir(directory, 0o775) == 0 || errno == EEXIST else {
+                throw Failure(description: "cannot create \(directory): \(String(cString: strerror(errno)))")
+            }
+            chmod(directory, 0o775 | setgid)
         }
     }
 }

@@ -66,7 +66,7 @@ final class DaemonHarness {
     @discardableResult
     func ctl(_ arguments: [String], asUser uid: UInt32? = nil) -> (code: Int32, output: String) {
         let p = Process()
-        var command = [Self.binaries.appendingPathComponent("xattnctl").path, "--socket", socket] + arguments
+        var command = [Self.binaries.appendingPathComponent("xattnctl").path] + (arguments.contains("--socket") ? [] : ["--socket", socket]) + arguments
         if let uid { command = ["/usr/bin/setpriv", "--reuid=\(uid)", "--regid=\(uid)", "--clear-groups"] + command }
         p.executableURL = URL(fileURLWithPath: command[0])
         p.arguments = Array(command.dropFirst())

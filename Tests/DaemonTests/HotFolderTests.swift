@@ -228,6 +228,33 @@ import Wire
         #expect(job.state == .succeeded && job.attempts == 2)
     }
 
+    /// A hot-folder job is cancelled like any other (by its owner, here the test's user): its
+    /// drop goes to failed/ with reason "cancelled".
+    @Test func cancelAHotFolderJob() throws {
+        let daemon = try DaemonHarness()
+        let pets = try Self.folder(daemon, "pets")
+        try Self.start(daemon, folders: ["path = \"\(pets)\""])
+        try FileManager.default.createDirectory(atPath: pets + "/in/long", withIntermediateDirectories: true)
+        Self.write(Self.structurePNG, pets + "/in/long/structure.png")
+        Self.write(Self.appearancePNG, pets + "/in/long/appearance.png")
+        Self.write(Data(#"{"timesteps": 100, "skip": 32, "crossAttnRange0": [10, 90], "crossAttnRange1": [10, 70], "adainRange": [20, 100]}"#.utf8),
+                   pets + "/in/long/options.json")
+        let deadline = Date().addingTimeInterval(30)
+        var job: JobInfo?
+        while job?.state != .running && Date() < deadline {
+            job = Self.jobs(daemon).first
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        let id = try #require(job?.id)
+        #expect(job?.owner == getuid())
+        #expect(daemon.ctl(["cancel", id]).code == 0)
+        #expect(Self.waitFor(pets + "/failed/long.error.json"))
+        let error = Self.json(pets + "/failed/long.error.json")
+        #expect(error["reason"] == .string("cancelled") && error["job"] == .string(id))
+        #expect(Self.names(pets + "/failed/long") == ["structure.png", "appearance.png", "options.json"])
+        #expect(daemon.state(id) == "cancelled")
+    }
+
     /// A folder deleted and created again is watched again; a polled folder works without inotify.
     @Test func deletedAndRecreatedAndPolling() throws {
         let daemon = try DaemonHarness()
@@ -245,6 +272,28 @@ import Wire
         Self.write(Self.appearancePNG, polled + "/in/polled.appearance.png")
         #expect(Self.waitFor(polled + "/out/polled.png", seconds: 30))
         #expect(Self.names(polled + "/done") == ["polled.structure.png", "polled.appearance.png"])
+    }
+
+    /// The shipped example's [[folder]] block, uncommented, is a valid configuration.
+    @Test func exampleFolderConfiguration() throws {
+        let example = try String(contentsOfFile: DaemonHarness.repository.appendingPathComponent("systemd/xattnd.toml").path, encoding: .utf8)
+        let block = try #require(example.range(of: "# [[folder]]"))
+        let uncommented = example[block.lowerBound...].split(separator: "\n").map { line in
+            line.hasPrefix("# appearance") || !line.hasPrefix("# ") ? "" : String(line.dropFirst(2))
+        }
+        let daemon = try DaemonHarness()
+        let config = daemon.directory.appendingPathComponent("example.toml").path
+        Self.write(Data((example[..<block.lowerBound] + uncommented.joined(separator: "\n")).utf8), config)
+        let p = Process()
+        p.executableURL = DaemonHarness.binaries.appendingPathComponent("xattnd")
+        p.arguments = ["check-config", config]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0 && text.contains("1 hot folder"), "\(text)")
     }
 
     /// Bad folder configuration is refused at start with the key named.

@@ -4,9 +4,8 @@ import Glibc
 #endif
 import Testing
 
-/// The systemd side of the daemon, without systemd: a datagram socket stands in for NOTIFY_SOCKET.
-/// (Socket activation through LISTEN_FDS works under systemd-socket-activate from a shell; run from
-/// Foundation's Process the launcher hung, so that check is not automated yet.)
+/// The systemd side of the daemon, without systemd: a datagram socket stands in for NOTIFY_SOCKET,
+/// and a listening socket passed as fd 3 with LISTEN_FDS/LISTEN_PID stands in for socket activation.
 @Suite(.serialized) struct SystemdIntegrationTests {
     /// A bound Unix datagram socket collecting sd_notify messages on a thread of its own, as
     /// systemd does (a full queue would block the sender).
@@ -58,5 +57,49 @@ import Testing
         #expect(lines.contains("STOPPING=1"))
         let ready = lines.firstIndex(of: "READY=1") ?? 0, loading = lines.firstIndex(of: "STATUS=loading the model") ?? Int.max
         #expect(loading < ready)
+    }
+
+    /// A listening socket made here and passed as fd 3, as systemd passes xattnd.socket's: the
+    /// daemon serves on it and binds nothing of its own.
+    @Test func servesThePassedListeningSocket() throws {
+        let daemon = try DaemonHarness()
+        let passed = daemon.directory.appendingPathComponent("activated.sock").path
+        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in for (i, b) in passed.utf8.enumerated() { raw[i] = b } }
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        #expect(bound == 0 && listen(listener, 16) == 0)
+        // Out of the way of fd 3 first, so that dup2 onto 3 always happens (and clears close-on-exec).
+        let high = fcntl(listener, F_DUPFD, 50)
+        close(listener)
+        defer { close(high) }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, high, 3)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        // The shell learns its pid ($$) and execs the daemon in its place, as systemd sets LISTEN_PID.
+        let arguments = ["/bin/sh", "-c", #"export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" "$@""#,
+                         DaemonHarness.binaries.appendingPathComponent("xattnd").path, "run",
+                         "--model", DaemonHarness.repository.appendingPathComponent("Tests/Fixtures/tiny-sd").path,
+                         "--state-dir", daemon.stateDirectory, "--socket", daemon.socket]
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid: pid_t = 0
+        #expect(posix_spawn(&pid, "/bin/sh", &actions, nil, &argv, environ) == 0)
+        defer { kill(pid, SIGTERM); var status: Int32 = 0; waitpid(pid, &status, 0) }
+
+        var answered = false
+        for _ in 0..<100 where !answered {
+            answered = daemon.ctl(["--socket", passed, "status"]).code == 0
+            if !answered { Thread.sleep(forTimeInterval: 0.1) }
+        }
+        #expect(answered)
+        #expect(!FileManager.default.fileExists(atPath: daemon.socket))
+        let run = daemon.ctl(["--socket", passed, "submit", DaemonHarness.structure, DaemonHarness.appearance, "--wait"] + DaemonHarness.quick)
+        #expect(run.code == 0, "\(run.output)")
     }
 }
