@@ -80,8 +80,10 @@ struct DropTracker {
             if !s.isDirectory { (entry.closed, entry.writing) = event.kind == .complete ? (true, false) : (false, true) }
             entries[event.path] = entry
             if let slash = event.path.firstIndex(of: "/") { touch(String(event.path[..<slash]), now: now) }
-            // A directory renamed in arrives whole: its files bring no events of their own.
-            if s.isDirectory && event.kind == .complete { scanDirectory(event.path, now: now, closed: true) }
+            // A directory renamed in arrives whole: its files bring no events of their own. One
+            // made in place may have had files written before its own watch was set up (the
+            // watcher sets it up before handing the event on), so it is looked into as well.
+            if s.isDirectory { scanDirectory(event.path, now: now, closed: event.kind == .complete) }
         case .overflow, .watchLost:
             break
         }

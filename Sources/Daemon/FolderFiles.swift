@@ -36,9 +36,10 @@ enum FolderFiles {
         return newStem
     }
 
-    /// A regular file's bytes, refusing links, devices and anything above the limit.
-    static func read(_ path: String, limit: Int = maximumFileBytes) throws -> Data {
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+    /// A regular file's bytes, refusing devices, anything above the limit and (unless the path
+    /// comes from the configuration) links.
+    static func read(_ path: String, limit: Int = maximumFileBytes, followLinks: Bool = false) throws -> Data {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (followLinks ? 0 : O_NOFOLLOW))
         guard fd >= 0 else { throw Failure(description: "cannot open \((path as NSString).lastPathComponent): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var s = stat()

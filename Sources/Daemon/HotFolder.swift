@@ -124,7 +124,7 @@ final class HotFolder {
         func image(_ suffix: String?, fixed: String?, role: String) throws -> Data {
             let path = suffix.map { settings.processing + "/" + stem + $0 } ?? fixed ?? ""
             let data: Data
-            do { data = try FolderFiles.read(path) } catch { throw WireError.invalidImage("\(role): \(error)") }
+            do { data = try FolderFiles.read(path, followLinks: suffix == nil) } catch { throw WireError.invalidImage("\(role): \(error)") }
             guard data.starts(with: [0x89, 0x50, 0x4E, 0x47]) || data.starts(with: [0xFF, 0xD8, 0xFF]) else {
                 throw WireError.invalidImage("\(role) (\((path as NSString).lastPathComponent)): neither a PNG nor a JPEG file")
             }

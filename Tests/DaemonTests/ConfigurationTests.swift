@@ -67,16 +67,8 @@ import Wire
         let daemon = try DaemonHarness()
         let config = daemon.directory.appendingPathComponent("bad.toml").path
         FileManager.default.createFile(atPath: config, contents: Data("queue_limit = \"ten\"\n".utf8))
-        let p = Process()
-        p.executableURL = DaemonHarness.binaries.appendingPathComponent("xattnd")
-        p.arguments = ["run", "--config", config, "--socket", daemon.socket, "--state-dir", daemon.stateDirectory]
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        try p.run()
-        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus != 0)
+        let (code, _, message) = try DaemonHarness.xattnd(["run", "--config", config, "--socket", daemon.socket, "--state-dir", daemon.stateDirectory])
+        #expect(code != 0)
         #expect(message.contains("queue_limit must be a whole number"))
     }
 }

@@ -79,6 +79,20 @@ final class DaemonHarness {
         return (p.terminationStatus, String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
+    /// Runs xattnd with `arguments` to its end (not `run`); returns exit code, stdout and stderr.
+    static func xattnd(_ arguments: [String]) throws -> (code: Int32, output: String, error: String) {
+        let p = Process()
+        p.executableURL = binaries.appendingPathComponent("xattnd")
+        p.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        (p.standardOutput, p.standardError) = (out, err)
+        try p.run()
+        let error = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (p.terminationStatus, output, error)
+    }
+
     /// A short job (T = 20) so that tests stay fast.
     static let quick = ["--domain", "animal", "--timesteps", "20", "--skip", "6", "--adain-range", "4:14"]
 

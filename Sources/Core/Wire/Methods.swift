@@ -76,18 +76,12 @@ public struct TransferParameters: Codable, Equatable, Sendable {
     /// `other`'s fields where it has them, ours otherwise.
     public func overridden(by other: TransferParameters) -> TransferParameters {
         var merged = self
-        if let v = other.domain { merged.domain = v }
-        if let v = other.prompt { merged.prompt = v }
-        if let v = other.objectNoun { merged.objectNoun = v }
-        if let v = other.seed { merged.seed = v }
-        if let v = other.timesteps { merged.timesteps = v }
-        if let v = other.skip { merged.skip = v }
-        if let v = other.maskedAdain { merged.maskedAdain = v }
-        if let v = other.swapGuidance { merged.swapGuidance = v }
-        if let v = other.contrast { merged.contrast = v }
-        if let v = other.crossAttnRange0 { merged.crossAttnRange0 = v }
-        if let v = other.crossAttnRange1 { merged.crossAttnRange1 = v }
-        if let v = other.adainRange { merged.adainRange = v }
+        func take<T>(_ field: WritableKeyPath<TransferParameters, T?>) {
+            if let value = other[keyPath: field] { merged[keyPath: field] = value }
+        }
+        take(\.domain); take(\.prompt); take(\.objectNoun); take(\.seed); take(\.timesteps); take(\.skip)
+        take(\.maskedAdain); take(\.swapGuidance); take(\.contrast)
+        take(\.crossAttnRange0); take(\.crossAttnRange1); take(\.adainRange)
         return merged
     }
 }
