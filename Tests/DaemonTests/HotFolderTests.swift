@@ -260,6 +260,27 @@ import Wire
         #expect(daemon.state(id) == "cancelled")
     }
 
+    /// Events lost to a full inotify queue (IN_Q_OVERFLOW) are made up by a rescan: with the
+    /// daemon stopped, enough junk events fill the kernel's queue (max_queued_events) so that those
+    /// of a pair dropped next are dropped; the pair is still taken well before the periodic scan.
+    @Test func overflowRescans() throws {
+        let limit = Int((try? String(contentsOfFile: "/proc/sys/fs/inotify/max_queued_events", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 16384
+        let daemon = try DaemonHarness()
+        let pets = try Self.folder(daemon, "pets")
+        try Self.start(daemon, folders: ["path = \"\(pets)\"\nscan_interval = 3600"])
+        #expect(Self.waitFor(pets + "/in"))
+        Thread.sleep(forTimeInterval: 2.5)  // the first look after the watch is set up is over
+        let pid = try #require(daemon.process?.processIdentifier)
+        kill(pid, SIGSTOP)
+        // Each empty junk file is two events (IN_CREATE, IN_CLOSE_WRITE).
+        for i in 0...(limit / 2) { Self.write(Data(), pets + "/in/.junk-\(i)") }
+        Self.write(Self.structurePNG, pets + "/in/flood.structure.png")
+        Self.write(Self.appearancePNG, pets + "/in/flood.appearance.png")
+        kill(pid, SIGCONT)
+        #expect(Self.waitFor(pets + "/out/flood.png", seconds: 30))
+    }
+
     /// A folder deleted and created again is watched again; a polled folder works without inotify.
     @Test func deletedAndRecreatedAndPolling() throws {
         let daemon = try DaemonHarness()
