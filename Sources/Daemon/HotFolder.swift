@@ -14,9 +14,12 @@ final class HotFolder {
     private let wake: () -> Void
     /// in/ and the other directories exist and (unless polling) inotify watches in/.
     var isReady = false
+    /// Scanned every poll interval: configured so, or inotify is unavailable.
+    var polling = false
     var nextScan = Date.distantPast
     private var deferredUntil = Date.distantPast
     private var reportedMissing = false
+    private var reportedFullQueue = false
 
     init(settings: HotFolderSettings, store: JobStore, logger: Logger, queueLimit: @escaping () -> Int, wake: @escaping () -> Void) {
         (self.settings, self.store, self.queueLimit, self.wake) = (settings, store, queueLimit, wake)
@@ -43,7 +46,7 @@ final class HotFolder {
 
     func scan(now: Date, lostEvents: Bool = false) {
         tracker.scan(now: now, forgetWriting: lostEvents)
-        nextScan = now.addingTimeInterval(settings.poll ? settings.pollInterval : settings.scanInterval)
+        nextScan = now.addingTimeInterval(polling ? settings.pollInterval : settings.scanInterval)
     }
 
     /// Claims every complete drop and fails the invalid and the timed-out ones.
@@ -96,6 +99,7 @@ final class HotFolder {
         let item = FolderItem(folder: settings.name, name: stem, files: Self.json(files), jobId: "")
         do {
             let (job, existing, requeued) = try store.submit(new, limit: queueLimit(), item: item)
+            reportedFullQueue = false
             logger.info(existing ? (requeued ? "drop matches a failed job; retrying it" : "drop matches an earlier job") : "drop queued",
                         metadata: ["name": "\(stem)", "job_id": "\(job.id)"])
             if !existing || requeued { wake() }
@@ -110,7 +114,8 @@ final class HotFolder {
         } catch StoreError.queueFull {
             _ = try? FolderFiles.move(stem: stem, suffixes: drop.suffixes, from: settings.processing, to: settings.inbox)
             deferredUntil = Date().addingTimeInterval(2)
-            logger.notice("the queue is full; the drop waits in in/", metadata: ["name": "\(drop.stem)"])
+            if !reportedFullQueue { logger.notice("the queue is full; drops wait in in/ until it has room", metadata: ["name": "\(drop.stem)"]) }
+            reportedFullQueue = true
             return false
         } catch {
             finish(stem: stem, files: files, from: settings.processing, error: WireError.internalError("\(error)").failureFields, job: nil)

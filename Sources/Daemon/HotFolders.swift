@@ -62,14 +62,15 @@ final class HotFolders: @unchecked Sendable {
     /// Directories made, watch requested, restart leftovers reconciled, everything scanned.
     private func bringUp(_ folder: HotFolder, now: Date) {
         guard folder.prepare() else { return }
-        if !polls(folder) { watcher?.watch(folder.settings.inbox) }
+        folder.polling = polls(folder)
+        if !folder.polling { watcher?.watch(folder.settings.inbox) }
         folder.reconcile()
         folder.scan(now: now, lostEvents: true)
         // The watch is set up on the watcher thread within a second: look again once it is.
-        if !polls(folder) { folder.nextScan = now.addingTimeInterval(2) }
+        if !folder.polling { folder.nextScan = now.addingTimeInterval(2) }
         folder.isReady = true
         logger.info("watching hot folder", metadata: ["folder": "\(folder.settings.name)", "path": "\(folder.settings.path)",
-                                                      "mode": "\(polls(folder) ? "polling" : "inotify")"])
+                                                      "mode": "\(folder.polling ? "polling" : "inotify")"])
     }
 
     private func handle(_ event: FolderEvent) {
