@@ -32,6 +32,7 @@ struct Commands {
             if let job = rest.first { return try show(try connection.call(.get, try JSONValue(encoding: JobReference(job: job))), as: JobInfo.self, line: describe) }
             return try show(try connection.call(.status), as: DaemonStatus.self) { s in
                 "\(s.server) \(s.state)\(s.paused ? " (paused)" : ""): \(s.queued)/\(s.queueLimit) queued, running \(s.running ?? "nothing"); model \(s.model.state) (\(s.model.path))"
+                    + (s.folders ?? []).map { f in "\nfolder \(f.name) (\(f.path)): \(f.mode), \(f.waiting) waiting, \(f.processing) processing" }.joined()
             }
         case "list":
             let limit = try option("limit", in: rest).map { text -> Int in

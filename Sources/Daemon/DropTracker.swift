@@ -161,13 +161,13 @@ struct DropTracker {
                     group.drop.suffixes.append(String(top.dropFirst(stem.count)))
                     assign(.part(stem: stem, role: role), String(top.dropFirst(stem.count)), to: &group, path: path)
                     groups["p/" + stem] = group
-                case .part, .image:
+                case .part(_, .structure), .part(_, .appearance), .image:
                     let stem = (top as NSString).deletingPathExtension
                     let suffix = String(top.dropFirst(stem.count))
                     var drop = Drop(stem: stem, suffixes: [suffix])
                     if hasFixedAppearance { drop.structure = suffix } else if hasFixedStructure { drop.appearance = suffix }
                     groups["i/" + top] = (drop, [path], nil)
-                case .other, .junk:
+                case .part(_, .options), .other, .junk:
                     groups["o/" + top] = (Drop(stem: top, suffixes: [""]), [path], nil)
                 }
             }

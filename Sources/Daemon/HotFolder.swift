@@ -159,6 +159,8 @@ final class HotFolder {
 
     // MARK: delivering
 
+    var undeliveredCount: Int { (try? store.undelivered(folder: settings.name).count) ?? 0 }
+
     /// Delivers every drop whose job has ended.
     func deliverFinished() {
         let pending: [(item: FolderItem, job: JobRecord)]

@@ -57,6 +57,19 @@ final class HotFolders: @unchecked Sendable {
         }
     }
 
+    /// What `daemon.status` reports of each folder.
+    func status() -> [FolderStatus] {
+        queue.sync {
+            folders.map { folder in
+                let entries = folder.tracker.entries
+                let waiting = entries.filter { !$0.value.isDirectory }.count
+                return FolderStatus(name: folder.settings.name, path: folder.settings.path,
+                                    mode: !folder.isReady ? "unavailable" : folder.polling ? "polling" : "inotify",
+                                    waiting: waiting, processing: folder.undeliveredCount)
+            }
+        }
+    }
+
     private func polls(_ folder: HotFolder) -> Bool { folder.settings.poll || !(watcher?.isAvailable ?? false) }
 
     /// Directories made, watch requested, restart leftovers reconciled, everything scanned.

@@ -56,6 +56,8 @@ final class RPCService: @unchecked Sendable {
     private var currentLimits: ServiceLimits
     /// Re-reads and applies the configuration; throws its error (the old one then stays).
     var reload: (() throws -> Void)?
+    /// The hot folders' state, for `daemon.status` (nil when none are configured).
+    var folders: (() -> [FolderStatus])?
 
     init(store: JobStore, worker: Worker, events: EventHub, limits: ServiceLimits, model: ModelStatus) {
         (self.store, self.worker, self.events, self.currentLimits, self.model) = (store, worker, events, limits, model)
@@ -110,7 +112,7 @@ final class RPCService: @unchecked Sendable {
             return try JSONValue(encoding: DaemonStatus(server: Self.serverName, protocolVersion: WireProtocol.version,
                                                         state: isStopping ? "stopping" : "ready", paused: store.isPaused,
                                                         queued: try store.queuedCount(), queueLimit: limits.queueLimit,
-                                                        running: worker.runningJob, model: model))
+                                                        running: worker.runningJob, model: model, folders: folders?()))
         case .modelStatus:
             return try JSONValue(encoding: model)
         case .reload:

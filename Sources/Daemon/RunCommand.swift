@@ -69,6 +69,7 @@ enum RunCommand {
         }
         let hotFolders = HotFolders(settings: settings.folders, store: store, events: events, logger: logger,
                                     queueLimit: { service.limits.queueLimit }, wake: { worker.wake() })
+        if !settings.folders.isEmpty { service.folders = { hotFolders.status() } }
         worker.onStatus = { Systemd.notify("STATUS=\($0)") }
         worker.start()
         hotFolders.start()

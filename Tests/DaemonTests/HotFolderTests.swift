@@ -62,6 +62,13 @@ import Wire
         return fields
     }
 
+    /// `daemon.status`'s hot folders, by name.
+    static func folders(_ daemon: DaemonHarness) -> [String: FolderStatus] {
+        let output = daemon.ctl(["--json", "status"]).output
+        let folders = (try? JSONDecoder().decode(DaemonStatus.self, from: Data(output.utf8)))?.folders ?? []
+        return Dictionary(folders.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+
     static func jobs(_ daemon: DaemonHarness) -> [JobInfo] {
         let output = daemon.ctl(["--json", "list", "--limit", "1000"]).output
         return (try? JSONDecoder().decode(ListResult.self, from: Data(output.utf8)))?.jobs ?? []
@@ -137,6 +144,9 @@ import Wire
         #expect(jobs.count == 4)  // giraffe and job2 are the same pair with the same options: one job
         #expect(Set(jobs.compactMap(\.folder)) == ["pets", "zebras"] && jobs.allSatisfy { $0.source == "hot-folder" })
         #expect(daemon.ctl(["list"]).output.contains("hot-folder zebras"))
+        let folders = Self.folders(daemon)
+        #expect(folders["pets"]?.mode == "inotify" && folders["zebras"]?.mode == "inotify")
+        #expect(folders["pets"]?.waiting == 0 && folders["pets"]?.processing == 0)
     }
 
     /// A file written slowly is taken only once its writer closes it; a file renamed into place is
@@ -287,8 +297,10 @@ import Wire
         let pets = try Self.folder(daemon, "pets"), polled = try Self.folder(daemon, "polled")
         try Self.start(daemon, folders: ["path = \"\(pets)\"", "path = \"\(polled)\"\npoll = true\npoll_interval = 0.3"])
         #expect(Self.waitFor(pets + "/in"))
+        #expect(Self.folders(daemon)["polled"]?.mode == "polling")
         try FileManager.default.removeItem(atPath: pets)
         Thread.sleep(forTimeInterval: 1)
+        #expect(Self.folders(daemon)["pets"]?.mode == "unavailable")
         try FileManager.default.createDirectory(atPath: pets + "/in", withIntermediateDirectories: true)
         Self.write(Self.structurePNG, pets + "/in/back.structure.png")
         Self.write(Self.appearancePNG, pets + "/in/back.appearance.png")

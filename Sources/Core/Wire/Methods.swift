@@ -224,8 +224,11 @@ public struct DaemonStatus: Codable, Equatable, Sendable {
     public var queueLimit: Int
     public var running: String?
     public var model: ModelStatus
+    /// The configured hot folders (absent from daemons that have none).
+    public var folders: [FolderStatus]?
 
-    public init(server: String, protocolVersion: Int, state: String, paused: Bool, queued: Int, queueLimit: Int, running: String? = nil, model: ModelStatus) {
+    public init(server: String, protocolVersion: Int, state: String, paused: Bool, queued: Int, queueLimit: Int, running: String? = nil,
+                model: ModelStatus, folders: [FolderStatus]? = nil) {
         self.server = server
         self.protocolVersion = protocolVersion
         self.state = state
@@ -234,6 +237,23 @@ public struct DaemonStatus: Codable, Equatable, Sendable {
         self.queueLimit = queueLimit
         self.running = running
         self.model = model
+        self.folders = folders
+    }
+}
+
+/// One hot folder as the daemon sees it.
+public struct FolderStatus: Codable, Equatable, Sendable {
+    public var name: String
+    public var path: String
+    /// "inotify", "polling", or "unavailable" (the folder is missing; the daemon waits for it).
+    public var mode: String
+    /// Files in in/ not yet taken (being written, settling, or waiting for their pair).
+    public var waiting: Int
+    /// Drops claimed whose results have not been delivered yet.
+    public var processing: Int
+
+    public init(name: String, path: String, mode: String, waiting: Int, processing: Int) {
+        (self.name, self.path, self.mode, self.waiting, self.processing) = (name, path, mode, waiting, processing)
     }
 }
 
