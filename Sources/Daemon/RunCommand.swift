@@ -44,7 +44,8 @@ enum RunCommand {
             logger.notice("interrupted jobs", metadata: ["requeued": "\(recovered.requeued)", "failed": "\(recovered.failed)"])
         }
         let cache = settings.cache
-            ? try InversionCache(directory: settings.cacheDirectory ?? settings.stateDirectory + "/inversions", maximumBytes: settings.cacheSizeMB << 20)
+            ? try InversionCache(directory: settings.cacheDirectory ?? Self.systemdCacheDirectory ?? settings.stateDirectory + "/inversions",
+                                 maximumBytes: settings.cacheSizeMB << 20)
             : nil
         let events = EventHub()
         let worker = Worker(store: store, events: events, model: model, schedule: schedule,
@@ -95,6 +96,12 @@ enum RunCommand {
         Systemd.notify("READY=1\nSTATUS=ready")
         logger.info("ready", metadata: ["socket": "\(settings.socket)", "state": "\(settings.stateDirectory)"])
         done.wait()
+    }
+
+    /// The unit's CacheDirectory= (systemd exports it; the first one if several), where the
+    /// inversion cache belongs: it may be deleted at any time without losing anything.
+    static var systemdCacheDirectory: String? {
+        ProcessInfo.processInfo.environment["CACHE_DIRECTORY"]?.split(separator: ":").first.map { $0 + "/inversions" }
     }
 
     /// Whether user `uid` (primary group `gid`) belongs to group `group`.
