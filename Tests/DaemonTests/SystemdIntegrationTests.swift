@@ -47,9 +47,12 @@ import Testing
     @Test func notifiesReadyStatusAndStopping() throws {
         let daemon = try DaemonHarness()
         let notify = NotifySocket(path: daemon.directory.appendingPathComponent("notify").path)
-        try daemon.start(environment: ["NOTIFY_SOCKET": notify.path])
+        let cache = daemon.directory.appendingPathComponent("cache").path
+        try daemon.start(environment: ["NOTIFY_SOCKET": notify.path, "CACHE_DIRECTORY": cache])
         _ = daemon.ctl(["submit", DaemonHarness.structure, DaemonHarness.appearance, "--wait"] + DaemonHarness.quick)
         daemon.stop()
+        // CacheDirectory= is where the inversions went.
+        #expect(!((try? FileManager.default.contentsOfDirectory(atPath: cache + "/inversions")) ?? []).isEmpty)
         let lines = notify.drain().flatMap { $0.split(separator: "\n").map(String.init) }
         #expect(lines.contains("READY=1"))
         #expect(lines.contains { $0.hasPrefix("STATUS=job j-") })
