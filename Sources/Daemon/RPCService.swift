@@ -43,25 +43,40 @@ struct ServiceLimits {
     var maximumFrameSize = WireProtocol.defaultMaximumFrameSize
 }
 
+/// What exists once the model is loaded. Until then the service answers from the store alone:
+/// jobs can be submitted, listed, watched and cancelled while they wait for the model.
+struct ServiceBackend {
+    var worker: Worker
+    var model: ModelStatus
+    /// Re-reads and applies the configuration; throws its error (the old one then stays).
+    var reload: () throws -> Void
+    /// The hot folders' state, for `daemon.status` (nil when none are configured).
+    var folders: (() -> [FolderStatus])?
+}
+
 /// Method dispatch, as plain logic over the store, the worker and the event hub (no sockets):
 /// every request gets exactly one reply; watches also get notifications through the session.
 final class RPCService: @unchecked Sendable {
     static let serverName = "xattnd 0.1"
     let store: JobStore
-    let worker: Worker
     let events: EventHub
-    let model: ModelStatus
     private let lock = NSLock()
     private var stopping = false
     private var currentLimits: ServiceLimits
-    /// Re-reads and applies the configuration; throws its error (the old one then stays).
-    var reload: (() throws -> Void)?
-    /// The hot folders' state, for `daemon.status` (nil when none are configured).
-    var folders: (() -> [FolderStatus])?
+    private var loading: ModelStatus
+    private var currentBackend: ServiceBackend?
 
-    init(store: JobStore, worker: Worker, events: EventHub, limits: ServiceLimits, model: ModelStatus) {
-        (self.store, self.worker, self.events, self.currentLimits, self.model) = (store, worker, events, limits, model)
+    /// `loading`: what `model.status` says until `attach` is called.
+    init(store: JobStore, events: EventHub, limits: ServiceLimits, loading: ModelStatus) {
+        (self.store, self.events, self.currentLimits, self.loading) = (store, events, limits, loading)
     }
+
+    /// The model is loaded: the worker runs jobs from now on.
+    func attach(_ backend: ServiceBackend) { lock.lock(); currentBackend = backend; lock.unlock() }
+
+    var backend: ServiceBackend? { lock.lock(); defer { lock.unlock() }; return currentBackend }
+    private var worker: Worker? { backend?.worker }
+    var model: ModelStatus { backend?.model ?? { lock.lock(); defer { lock.unlock() }; return loading }() }
 
     /// The limits in force (a reload may change them; new connections see the new frame size).
     var limits: ServiceLimits {
@@ -110,14 +125,14 @@ final class RPCService: @unchecked Sendable {
                                                       capabilities: ["watch", "priority", "idempotency"], maxFrameSize: limits.maximumFrameSize))
         case .status:
             return try JSONValue(encoding: DaemonStatus(server: Self.serverName, protocolVersion: WireProtocol.version,
-                                                        state: isStopping ? "stopping" : "ready", paused: store.isPaused,
-                                                        queued: try store.queuedCount(), queueLimit: limits.queueLimit,
-                                                        running: worker.runningJob, model: model, folders: folders?()))
+                                                        state: isStopping ? "stopping" : (backend == nil ? "starting" : "ready"),
+                                                        paused: store.isPaused, queued: try store.queuedCount(), queueLimit: limits.queueLimit,
+                                                        running: worker?.runningJob, model: model, folders: backend?.folders?()))
         case .modelStatus:
             return try JSONValue(encoding: model)
         case .reload:
             guard caller.isAdmin else { throw WireError.permissionDenied("reload needs an admin") }
-            guard let reload else { throw WireError.invalidState("reloading is not available") }
+            guard let reload = backend?.reload else { throw WireError.modelNotReady("the configuration can be reloaded once the model is loaded") }
             do { try reload() } catch {
                 throw WireError.invalidState("the configuration was not applied: \(error); the previous one stays in effect")
             }
@@ -130,7 +145,7 @@ final class RPCService: @unchecked Sendable {
         case .list:
             let list = try decode(ListParams.self, params)
             let jobs = try store.list(states: list.states, limit: min(max(list.limit ?? 100, 1), 1000))
-            return try JSONValue(encoding: ListResult(jobs: jobs.map { JobConversion.info($0, progress: worker.progress(of: $0.id)) }))
+            return try JSONValue(encoding: ListResult(jobs: jobs.map { JobConversion.info($0, progress: worker?.progress(of: $0.id)) }))
         case .watch:
             return try JSONValue(encoding: try watch(try decode(JobReference.self, params).job, session: session))
         case .cancel:
@@ -139,20 +154,20 @@ final class RPCService: @unchecked Sendable {
             let job = try decode(JobReference.self, params).job
             try authorize(job, caller)
             let record = try store.retry(job)
-            worker.wake()
+            worker?.wake()
             return try JSONValue(encoding: Acknowledgement(ok: true, job: JobConversion.info(record)))
         case .setPriority:
             let request = try decode(SetPriorityParams.self, params)
             try authorize(request.job, caller)
             let record = try store.setPriority(request.job, request.priority)
-            worker.wake()
+            worker?.wake()
             return try JSONValue(encoding: Acknowledgement(ok: true, job: JobConversion.info(record)))
         case .result:
             return try JSONValue(encoding: try result(try decode(JobReference.self, params).job))
         case .pause, .resume:
             guard caller.isAdmin else { throw WireError.permissionDenied("\(method) needs an admin") }
             try store.setPaused(known == .pause)
-            worker.wake()
+            worker?.wake()
             return try JSONValue(encoding: Acknowledgement(ok: true, job: nil))
         }
     }
@@ -171,13 +186,13 @@ final class RPCService: @unchecked Sendable {
         let (record, existing) = try store.submit(JobStore.NewJob(
             owner: caller.uid, source: "rpc", folder: nil, priority: request.priority ?? 0, idempotencyKey: request.idempotencyKey,
             parameters: request.options ?? TransferParameters(), structure: structure, appearance: appearance), limit: limits.queueLimit)
-        if !existing { worker.wake() }
+        if !existing { worker?.wake() }
         return SubmitResult(job: JobConversion.info(record), existing: existing)
     }
 
     private func info(_ job: String) throws -> JobInfo {
         guard let record = try store.get(job) else { throw WireError.jobNotFound(job) }
-        return JobConversion.info(record, progress: worker.progress(of: job))
+        return JobConversion.info(record, progress: worker?.progress(of: job))
     }
 
     /// Registers first, then takes the snapshot, so no event between the two is lost.
@@ -210,7 +225,7 @@ final class RPCService: @unchecked Sendable {
             events.publish(job, .state(info))
             return Acknowledgement(ok: true, job: info)
         case .running:
-            guard worker.cancel(job) else { throw WireError.invalidState("job \(job) is ending") }
+            guard worker?.cancel(job) == true else { throw WireError.invalidState("job \(job) is ending") }
             return Acknowledgement(ok: true, job: JobConversion.info(record))
         default:
             throw WireError.invalidState("job \(job) is \(record.state)")

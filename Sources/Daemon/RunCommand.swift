@@ -22,9 +22,31 @@ enum RunCommand {
         }
         let logger = DaemonLogging.logger()
         try FileManager.default.createDirectory(atPath: settings.stateDirectory, withIntermediateDirectories: true)
+        let modelPath = settings.model ?? ""
+
+        // The store and the socket come first: while the model loads (a minute for SD 1.5 from a
+        // cold disk) clients see "starting" and can already queue, list, watch and cancel jobs.
+        let store = try JobStore(path: settings.stateDirectory + "/jobs.sqlite")
+        let recovered = try store.recoverInterrupted(maxAttempts: settings.maxAttempts)
+        if !recovered.requeued.isEmpty || !recovered.failed.isEmpty {
+            logger.notice("interrupted jobs", metadata: ["requeued": "\(recovered.requeued)", "failed": "\(recovered.failed)"])
+        }
+        let events = EventHub()
+        let service = RPCService(store: store, events: events,
+                                 limits: ServiceLimits(queueLimit: settings.queueLimit, maximumFrameSize: settings.maximumFrameSize),
+                                 loading: ModelStatus(state: "loading", path: modelPath, identity: nil, loadSeconds: nil, error: nil))
+        let adminGroup = LockedValue(settings.adminGID)
+        let ownUID = getuid()
+        let server = RPCServer(service: service, events: events, logger: logger, idleTimeoutSeconds: Int64(settings.idleTimeout)) { uid, gid in
+            uid == 0 || uid == ownUID || (adminGroup.value.map { isMember(uid: uid, gid: gid, of: $0) } ?? false)
+        }
+        try server.start(path: settings.socket)
+        if let interval = Systemd.watchdogInterval() { server.startWatchdog(intervalMicroseconds: interval) }
+        if let group = settings.socketGroup.flatMap({ getgrnam($0)?.pointee.gr_gid }), RPCServer.inheritedSocket() == nil {
+            chown(settings.socket, uid_t.max, group)
+        }
 
         Systemd.notify("STATUS=loading the model")
-        let modelPath = settings.model ?? ""
         let start = Date()
         // Loading 4 GB of weights can outlast TimeoutStartSec: keep extending it while we work.
         let extender = DispatchSource.makeTimerSource(queue: .global())
@@ -32,57 +54,52 @@ enum RunCommand {
         extender.setEventHandler { Systemd.notify("EXTEND_TIMEOUT_USEC=30000000") }
         extender.resume()
         defer { extender.cancel() }
-        let model = try StableDiffusionModel.load(from: modelPath, tokenizer: settings.tokenizer)
+        // For tests only: the tiny model loads in 0.1 s, too fast to observe the service meanwhile.
+        if let hold = ProcessInfo.processInfo.environment["XATTN_TEST_HOLD_MODEL_LOAD"] {
+            while !FileManager.default.fileExists(atPath: hold) { Thread.sleep(forTimeInterval: 0.05) }
+        }
+        let model: StableDiffusionModel, schedule: NoiseSchedule
+        do {
+            model = try StableDiffusionModel.load(from: modelPath, tokenizer: settings.tokenizer)
+            schedule = try NoiseSchedule(config: try TransferCommand.schedulerConfig(near: model.path))
+        } catch {
+            server.stop()
+            throw error
+        }
         extender.cancel()
         let loadSeconds = Date().timeIntervalSince(start)
         logger.info("model loaded", metadata: ["path": "\(modelPath)", "seconds": "\(String(format: "%.1f", loadSeconds))", "identity": "\(model.identity.prefix(12))"])
-        let schedule = try NoiseSchedule(config: try TransferCommand.schedulerConfig(near: model.path))
 
-        let store = try JobStore(path: settings.stateDirectory + "/jobs.sqlite")
-        let recovered = try store.recoverInterrupted(maxAttempts: settings.maxAttempts)
-        if !recovered.requeued.isEmpty || !recovered.failed.isEmpty {
-            logger.notice("interrupted jobs", metadata: ["requeued": "\(recovered.requeued)", "failed": "\(recovered.failed)"])
-        }
         let cache = settings.cache
             ? try InversionCache(directory: settings.cacheDirectory ?? Self.systemdCacheDirectory ?? settings.stateDirectory + "/inversions",
                                  maximumBytes: settings.cacheSizeMB << 20)
             : nil
-        let events = EventHub()
         let worker = Worker(store: store, events: events, model: model, schedule: schedule,
                             resultsDirectory: settings.stateDirectory + "/results", cache: cache, logger: logger)
         worker.retention = (settings.resultRetentionDays, settings.resultRetentionCount)
-        let status = ModelStatus(state: "ready", path: modelPath, identity: model.identity, loadSeconds: loadSeconds, error: nil)
-        let service = RPCService(store: store, worker: worker, events: events,
-                                 limits: ServiceLimits(queueLimit: settings.queueLimit, maximumFrameSize: settings.maximumFrameSize), model: status)
+        let hotFolders = HotFolders(settings: settings.folders, store: store, events: events, logger: logger,
+                                    queueLimit: { service.limits.queueLimit }, wake: { worker.wake() })
         let reloader = Reloader(settings: settings, file: flags.string("config"), flags: flags) { fresh in
             service.limits = ServiceLimits(queueLimit: fresh.queueLimit, maximumFrameSize: fresh.maximumFrameSize)
             worker.retention = (fresh.resultRetentionDays, fresh.resultRetentionCount)
+            adminGroup.value = fresh.adminGID
         }
-        service.reload = {
+        let reload = {
             Systemd.notify("RELOADING=1")
             defer { Systemd.notify("READY=1") }
             _ = try reloader.reload()
             logger.info("configuration reloaded")
         }
-        let ownUID = getuid()
-        let server = RPCServer(service: service, events: events, logger: logger, idleTimeoutSeconds: Int64(settings.idleTimeout)) { uid, gid in
-            uid == 0 || uid == ownUID || (reloader.current.adminGID.map { isMember(uid: uid, gid: gid, of: $0) } ?? false)
-        }
-        let hotFolders = HotFolders(settings: settings.folders, store: store, events: events, logger: logger,
-                                    queueLimit: { service.limits.queueLimit }, wake: { worker.wake() })
-        if !settings.folders.isEmpty { service.folders = { hotFolders.status() } }
+        service.attach(ServiceBackend(worker: worker, model: ModelStatus(state: "ready", path: modelPath, identity: model.identity,
+                                                                         loadSeconds: loadSeconds, error: nil),
+                                      reload: reload, folders: settings.folders.isEmpty ? nil : { hotFolders.status() }))
         worker.onStatus = { Systemd.notify("STATUS=\($0)") }
         worker.start()
         hotFolders.start()
-        try server.start(path: settings.socket)
-        if let interval = Systemd.watchdogInterval() { server.startWatchdog(intervalMicroseconds: interval) }
-        if let group = settings.socketGroup.flatMap({ getgrnam($0)?.pointee.gr_gid }), RPCServer.inheritedSocket() == nil {
-            chown(settings.socket, uid_t.max, group)
-        }
 
         let done = DispatchSemaphore(value: 0)
         Signals.onHangup {
-            do { try service.reload?() } catch { logger.error("reload failed; the previous configuration stays", metadata: ["error": "\(error)"]) }
+            do { try reload() } catch { logger.error("reload failed; the previous configuration stays", metadata: ["error": "\(error)"]) }
         }
         Signals.onInterrupt {
             logger.info("stopping")
@@ -112,5 +129,16 @@ enum RunCommand {
         var groups = [gid_t](repeating: 0, count: Int(count))
         guard getgrouplist(name, gid, &groups, &count) >= 0 else { return false }
         return groups.prefix(Int(count)).contains(group)
+    }
+}
+
+/// A value shared between threads (the admin group, changed by reloads, read per connection).
+final class LockedValue<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: T
+    init(_ value: T) { stored = value }
+    var value: T {
+        get { lock.lock(); defer { lock.unlock() }; return stored }
+        set { lock.lock(); stored = newValue; lock.unlock() }
     }
 }

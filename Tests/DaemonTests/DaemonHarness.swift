@@ -34,12 +34,12 @@ final class DaemonHarness {
     }
 
     /// Starts xattnd and waits until its socket answers.
-    /// `launcher`: a program that runs xattnd (e.g. systemd-socket-activate and its options).
-    func start(extra: [String] = [], environment: [String: String] = [:], launcher: [String] = []) throws {
+    /// `extra` flags replace the defaults they name (--model, --socket).
+    func start(extra: [String] = [], environment: [String: String] = [:]) throws {
         let p = Process()
-        let command = launcher + [Self.binaries.appendingPathComponent("xattnd").path, "run",
-                                  "--model", Self.repository.appendingPathComponent("Tests/Fixtures/tiny-sd").path,
-                                  "--state-dir", stateDirectory] + (extra.contains("--socket") ? [] : ["--socket", socket]) + extra
+        let command = [Self.binaries.appendingPathComponent("xattnd").path, "run", "--state-dir", stateDirectory]
+            + (extra.contains("--model") ? [] : ["--model", Self.repository.appendingPathComponent("Tests/Fixtures/tiny-sd").path])
+            + (extra.contains("--socket") ? [] : ["--socket", socket]) + extra
         p.executableURL = URL(fileURLWithPath: command[0])
         p.arguments = Array(command.dropFirst())
         p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
