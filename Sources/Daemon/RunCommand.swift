@@ -46,6 +46,11 @@ enum RunCommand {
             chown(settings.socket, uid_t.max, group)
         }
 
+        Signals.onHangup {
+            guard let reload = service.backend?.reload else { logger.notice("SIGHUP ignored: the model is still loading"); return }
+            do { try reload() } catch { logger.error("reload failed; the previous configuration stays", metadata: ["error": "\(error)"]) }
+        }
+
         Systemd.notify("STATUS=loading the model")
         let start = Date()
         // Loading 4 GB of weights can outlast TimeoutStartSec: keep extending it while we work.
@@ -98,9 +103,6 @@ enum RunCommand {
         hotFolders.start()
 
         let done = DispatchSemaphore(value: 0)
-        Signals.onHangup {
-            do { try reload() } catch { logger.error("reload failed; the previous configuration stays", metadata: ["error": "\(error)"]) }
-        }
         Signals.onInterrupt {
             logger.info("stopping")
             Systemd.notify("STOPPING=1")
