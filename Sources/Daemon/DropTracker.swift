@@ -5,12 +5,15 @@ import Glibc
 ///
 /// A file counts as complete when inotify said its writer closed it or it was renamed into place
 /// and it has then stayed unchanged for the settle delay; a file found by a scan (at start, after
-/// an overflow, in polling mode) must stay unchanged for the settle delay between two looks. A
-/// file being written (IN_CREATE / IN_MODIFY since the last close) is never taken.
+/// an overflow, in polling mode) must be seen unchanged by a look at least the settle delay after
+/// its last change. A file being written (IN_CREATE / IN_MODIFY since the last close) is never
+/// taken. Such files are looked at every `lookInterval`, not every tick: on a network filesystem a
+/// stat is a round trip.
 struct DropTracker {
     struct Entry {
         var firstSeen: Date
         var lastChange: Date
+        var lastLook: Date
         var size: Int64
         var modified: Double
         var isDirectory: Bool
@@ -42,6 +45,8 @@ struct DropTracker {
     /// The folder has a fixed image, so a lone image (or a lone part) is a whole job.
     let hasFixedAppearance: Bool
     let hasFixedStructure: Bool
+    /// How often files without a close event are looked at again (the poll interval when polling).
+    var lookInterval: TimeInterval
     private(set) var entries: [String: Entry] = [:]
 
     init(inbox: String, settings: HotFolderSettings) {
@@ -50,6 +55,7 @@ struct DropTracker {
         unpairedTimeout = settings.unpairedTimeout
         hasFixedAppearance = settings.appearance != nil
         hasFixedStructure = settings.structure != nil
+        lookInterval = max(0.1, settings.settle / 2)
     }
 
     static func stat(_ path: String) -> (size: Int64, modified: Double, isDirectory: Bool, isLink: Bool)? {
@@ -75,8 +81,9 @@ struct DropTracker {
             if event.isDirectory { entries = entries.filter { !$0.key.hasPrefix(event.path + "/") } }
         case .complete, .writing:
             guard let s = Self.stat(inbox + "/" + event.path) else { entries[event.path] = nil; return }
-            var entry = entries[event.path] ?? Entry(firstSeen: now, lastChange: now, size: s.size, modified: s.modified, isDirectory: s.isDirectory)
-            (entry.lastChange, entry.size, entry.modified, entry.isDirectory) = (now, s.size, s.modified, s.isDirectory)
+            var entry = entries[event.path]
+                ?? Entry(firstSeen: now, lastChange: now, lastLook: now, size: s.size, modified: s.modified, isDirectory: s.isDirectory)
+            (entry.lastChange, entry.lastLook, entry.size, entry.modified, entry.isDirectory) = (now, now, s.size, s.modified, s.isDirectory)
             if !s.isDirectory { (entry.closed, entry.writing) = event.kind == .complete ? (true, false) : (false, true) }
             entries[event.path] = entry
             if let slash = event.path.firstIndex(of: "/") { touch(String(event.path[..<slash]), now: now) }
@@ -122,10 +129,12 @@ struct DropTracker {
         guard let s = Self.stat(inbox + "/" + path) else { entries[path] = nil; return }
         if var entry = entries[path] {
             if entry.size != s.size || entry.modified != s.modified { (entry.lastChange, entry.size, entry.modified) = (now, s.size, s.modified) }
+            entry.lastLook = now
             entry.closed = entry.closed || closed
             entries[path] = entry
         } else {
-            entries[path] = Entry(firstSeen: now, lastChange: now, size: s.size, modified: s.modified, isDirectory: s.isDirectory, closed: closed)
+            entries[path] = Entry(firstSeen: now, lastChange: now, lastLook: now, size: s.size, modified: s.modified,
+                                  isDirectory: s.isDirectory, closed: closed)
         }
     }
 
@@ -143,7 +152,9 @@ struct DropTracker {
     /// Complete jobs, invalid drops and timed-out leftovers, each settled.
     mutating func verdicts(now: Date) -> [Verdict] {
         // A file found by a scan is looked at again: a writer we had no event from may still be busy.
-        for (path, entry) in entries where !entry.closed && !entry.isDirectory { observe(path, now: now, closed: false) }
+        for (path, entry) in entries where !entry.closed && !entry.isDirectory && now.timeIntervalSince(entry.lastLook) >= lookInterval {
+            observe(path, now: now, closed: false)
+        }
         var groups: [String: (drop: Drop, paths: [String], problem: String?)] = [:]
         for path in entries.keys.sorted() {
             let parts = path.split(separator: "/").map(String.init)
@@ -208,7 +219,8 @@ struct DropTracker {
 
     private func settled(_ path: String, now: Date) -> Bool {
         guard let entry = entries[path] else { return false }
-        return !entry.writing && now.timeIntervalSince(entry.lastChange) >= settle
+        let confirmed = entry.closed || entry.isDirectory || entry.lastLook.timeIntervalSince(entry.lastChange) >= settle
+        return !entry.writing && now.timeIntervalSince(entry.lastChange) >= settle && confirmed
     }
 
     private func unpairedReason(key: String, drop: Drop) -> String {

@@ -15,7 +15,9 @@ final class HotFolder {
     /// in/ and the other directories exist and (unless polling) inotify watches in/.
     var isReady = false
     /// Scanned every poll interval: configured so, or inotify is unavailable.
-    var polling = false
+    var polling = false {
+        didSet { tracker.lookInterval = polling ? settings.pollInterval : max(0.1, settings.settle / 2) }
+    }
     var nextScan = Date.distantPast
     private var deferredUntil = Date.distantPast
     private var reportedMissing = false
