@@ -95,12 +95,13 @@ enum RunCommand {
             _ = try reloader.reload()
             logger.info("configuration reloaded")
         }
-        service.attach(ServiceBackend(worker: worker, model: ModelStatus(state: "ready", path: modelPath, identity: model.identity,
-                                                                         loadSeconds: loadSeconds, error: nil),
-                                      reload: reload, folders: settings.folders.isEmpty ? nil : { hotFolders.status() }))
         worker.onStatus = { Systemd.notify("STATUS=\($0)") }
         worker.start()
         hotFolders.start()
+        // Last: "ready" means the worker runs and the hot folders have been set up and scanned.
+        service.attach(ServiceBackend(worker: worker, model: ModelStatus(state: "ready", path: modelPath, identity: model.identity,
+                                                                         loadSeconds: loadSeconds, error: nil),
+                                      reload: reload, folders: settings.folders.isEmpty ? nil : { hotFolders.status() }))
 
         let done = DispatchSemaphore(value: 0)
         Signals.onInterrupt {

@@ -51,16 +51,9 @@ import Wire
 
     /// The shipped example parses; here its groups do not exist, which is then all it reports.
     @Test func exampleConfigurationParses() throws {
-        let p = Process()
-        p.executableURL = DaemonHarness.binaries.appendingPathComponent("xattnd")
-        p.arguments = ["check-config", DaemonHarness.repository.appendingPathComponent("systemd/xattnd.toml").path]
-        let err = Pipe(), out = Pipe()
-        (p.standardError, p.standardOutput) = (err, out)
-        try p.run()
-        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
+        let (code, _, message) = try DaemonHarness.xattnd(["check-config", DaemonHarness.repository.appendingPathComponent("systemd/xattnd.toml").path])
         let groupsExist = getgrnam("xattn") != nil && getgrnam("xattn-admin") != nil
-        if groupsExist { #expect(p.terminationStatus == 0, "\(message)") } else { #expect(message.contains("no group"), "\(message)") }
+        if groupsExist { #expect(code == 0, "\(message)") } else { #expect(message.contains("no group"), "\(message)") }
     }
 
     @Test func invalidConfigurationIsReportedAtStart() throws {

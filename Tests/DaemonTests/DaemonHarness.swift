@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 import Wire
 
@@ -34,8 +37,9 @@ final class DaemonHarness {
     }
 
     /// Starts xattnd and waits until its socket answers.
-    /// `extra` flags replace the defaults they name (--model, --socket).
-    func start(extra: [String] = [], environment: [String: String] = [:]) throws {
+    /// `extra` flags replace the defaults they name (--model, --socket). Returns once the daemon
+    /// is ready (model loaded, hot folders set up), or with `untilReady: false` once it answers.
+    func start(extra: [String] = [], environment: [String: String] = [:], untilReady: Bool = true) throws {
         let p = Process()
         let command = [Self.binaries.appendingPathComponent("xattnd").path, "run", "--state-dir", stateDirectory]
             + (extra.contains("--model") ? [] : ["--model", Self.repository.appendingPathComponent("Tests/Fixtures/tiny-sd").path])
@@ -49,7 +53,10 @@ final class DaemonHarness {
         try p.run()
         process = p
         for _ in 0..<100 {
-            if ctl(["status"]).code == 0 { return }
+            let status = ctl(["--json", "status"])
+            if status.code == 0 && (!untilReady || (try? JSONDecoder().decode(DaemonStatus.self, from: Data(status.output.utf8)))?.state == "ready") {
+                return
+            }
             Thread.sleep(forTimeInterval: 0.1)
         }
         Issue.record("xattnd did not start")
@@ -65,32 +72,48 @@ final class DaemonHarness {
     /// Runs xattnctl; returns exit code and stdout.
     @discardableResult
     func ctl(_ arguments: [String], asUser uid: UInt32? = nil) -> (code: Int32, output: String) {
-        let p = Process()
         var command = [Self.binaries.appendingPathComponent("xattnctl").path] + (arguments.contains("--socket") ? [] : ["--socket", socket]) + arguments
         if let uid { command = ["/usr/bin/setpriv", "--reuid=\(uid)", "--regid=\(uid)", "--clear-groups"] + command }
+        do {
+            let run = try Self.runToEnd(command)
+            return (run.code, run.output.trimmingCharacters(in: .whitespacesAndNewlines))
+        } catch {
+            return (-1, "\(error)")
+        }
+    }
+
+    /// Runs `command` to its end; its stdout and stderr go through temporary files, not pipes.
+    /// Tests run in parallel, and Foundation's Process leaves pipe descriptors inheritable: a
+    /// daemon another test spawns at that moment would hold a pipe's write end open for its whole
+    /// life, and reading that pipe to its end would never finish.
+    static func runToEnd(_ command: [String]) throws -> (code: Int32, output: String, error: String) {
+        let base = NSTemporaryDirectory() + "xattn-run-\(UUID().uuidString)"
+        let (outPath, errPath) = (base + ".out", base + ".err")
+        FileManager.default.createFile(atPath: outPath, contents: nil)
+        FileManager.default.createFile(atPath: errPath, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: outPath); try? FileManager.default.removeItem(atPath: errPath) }
+        let p = Process()
         p.executableURL = URL(fileURLWithPath: command[0])
         p.arguments = Array(command.dropFirst())
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        do { try p.run() } catch { return (-1, "\(error)") }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.standardOutput = FileHandle(forWritingAtPath: outPath)
+        p.standardError = FileHandle(forWritingAtPath: errPath)
+        try p.run()
         p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        let read = { (path: String) in String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self) }
+        return (p.terminationStatus, read(outPath), read(errPath))
+    }
+
+    /// Calls `body` with `path` as a Unix socket address (for bind and connect).
+    static func withSocketAddress<T>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in for (i, b) in path.utf8.enumerated() { raw[i] = b } }
+        return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
     }
 
     /// Runs xattnd with `arguments` to its end (not `run`); returns exit code, stdout and stderr.
     static func xattnd(_ arguments: [String]) throws -> (code: Int32, output: String, error: String) {
-        let p = Process()
-        p.executableURL = binaries.appendingPathComponent("xattnd")
-        p.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        (p.standardOutput, p.standardError) = (out, err)
-        try p.run()
-        let error = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return (p.terminationStatus, output, error)
+        try runToEnd([binaries.appendingPathComponent("xattnd").path] + arguments)
     }
 
     /// A short job (T = 20) so that tests stay fast.

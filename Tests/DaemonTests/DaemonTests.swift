@@ -86,7 +86,7 @@ import Wire
     @Test func servesWhileTheModelLoads() throws {
         let daemon = try DaemonHarness()
         let release = daemon.directory.appendingPathComponent("load-now").path
-        try daemon.start(environment: ["XATTN_TEST_HOLD_MODEL_LOAD": release])
+        try daemon.start(environment: ["XATTN_TEST_HOLD_MODEL_LOAD": release], untilReady: false)
 
         let status = try JSONDecoder().decode(DaemonStatus.self, from: Data(daemon.ctl(["--json", "status"]).output.utf8))
         #expect(status.state == "starting" && status.model.state == "loading")
