@@ -37,42 +37,31 @@ struct DaemonSettings: Equatable {
         let values: [String: TOML.Value]
         do { values = try TOML.parse(text) } catch { throw Invalid(description: "\(path): \(error)") }
         for (key, value) in values {
-            func string() throws -> String {
-                guard case let .string(s) = value else { throw Invalid(description: "\(path): \(key) must be a string") }
-                return s
-            }
-            func integer(_ range: ClosedRange<Int>) throws -> Int {
-                guard case let .integer(n) = value, range.contains(n) else {
-                    throw Invalid(description: "\(path): \(key) must be a whole number in \(range.lowerBound)…\(range.upperBound)")
-                }
-                return n
-            }
+            let field = ConfigField(key: key, value: value, context: path)
             switch key {
-            case "model": model = try string()
-            case "tokenizer": tokenizer = try string()
-            case "state_dir": stateDirectory = try string()
-            case "socket": socket = try string()
-            case "socket_group": socketGroup = try string()
-            case "queue_limit": queueLimit = try integer(1...1_000_000)
-            case "max_frame_size": maximumFrameSize = try integer(1024...(1 << 30))
-            case "admin_group": adminGroup = try string()
-            case "max_attempts": maxAttempts = try integer(1...100)
-            case "idle_timeout": idleTimeout = try integer(1...86400)
-            case "cache":
-                guard case let .bool(b) = value else { throw Invalid(description: "\(path): cache must be true or false") }
-                cache = b
-            case "cache_dir": cacheDirectory = try string()
-            case "cache_size_mb": cacheSizeMB = try integer(1...1_000_000)
-            case "result_retention_days": resultRetentionDays = try integer(0...36500)
-            case "result_retention_count": resultRetentionCount = try integer(0...10_000_000)
+            case "model": model = try field.string()
+            case "tokenizer": tokenizer = try field.string()
+            case "state_dir": stateDirectory = try field.string()
+            case "socket": socket = try field.string()
+            case "socket_group": socketGroup = try field.string()
+            case "queue_limit": queueLimit = try field.integer(1...1_000_000)
+            case "max_frame_size": maximumFrameSize = try field.integer(1024...(1 << 30))
+            case "admin_group": adminGroup = try field.string()
+            case "max_attempts": maxAttempts = try field.integer(1...100)
+            case "idle_timeout": idleTimeout = try field.integer(1...86400)
+            case "cache": cache = try field.bool()
+            case "cache_dir": cacheDirectory = try field.string()
+            case "cache_size_mb": cacheSizeMB = try field.integer(1...1_000_000)
+            case "result_retention_days": resultRetentionDays = try field.integer(0...36500)
+            case "result_retention_count": resultRetentionCount = try field.integer(0...10_000_000)
             case "folder":
-                guard case let .array(tables) = value else { throw Invalid(description: "\(path): folder must be [[folder]] tables") }
+                guard case let .array(tables) = value else { throw field.invalid("must be [[folder]] tables") }
                 folders = try tables.enumerated().map { index, table in
-                    guard case let .table(fields) = table else { throw Invalid(description: "\(path): folder must be [[folder]] tables") }
+                    guard case let .table(fields) = table else { throw field.invalid("must be [[folder]] tables") }
                     return try HotFolderSettings.parse(fields, at: index, file: path)
                 }
                 try HotFolderSettings.validate(folders)
-            default: throw Invalid(description: "\(path): unknown setting '\(key)'")
+            default: throw field.unknown
             }
         }
     }
@@ -120,6 +109,61 @@ struct DaemonSettings: Equatable {
         try settings.apply(flags: flags)
         try settings.validate()
         return settings
+    }
+}
+
+/// One `key = value` of the configuration read as the type its setting needs; errors name the
+/// file (and table) and the key.
+struct ConfigField {
+    let key: String
+    let value: TOML.Value
+    /// Where it is: the file, or the file and the table.
+    let context: String
+
+    func invalid(_ problem: String) -> DaemonSettings.Invalid { DaemonSettings.Invalid(description: "\(context): \(key) \(problem)") }
+
+    /// A key no setting has (typos must not pass).
+    var unknown: DaemonSettings.Invalid { DaemonSettings.Invalid(description: "\(context): unknown setting '\(key)'") }
+
+    func string() throws -> String {
+        guard case let .string(s) = value else { throw invalid("must be a string") }
+        return s
+    }
+
+    func bool() throws -> Bool {
+        guard case let .bool(b) = value else { throw invalid("must be true or false") }
+        return b
+    }
+
+    func integer(_ range: ClosedRange<Int> = Int.min...Int.max) throws -> Int {
+        guard case let .integer(n) = value, range.contains(n) else {
+            switch (range.lowerBound, range.upperBound) {
+            case (Int.min, Int.max): throw invalid("must be a whole number")
+            case (let low, Int.max): throw invalid("must be a whole number ≥ \(low)")
+            default: throw invalid("must be a whole number in \(range.lowerBound)…\(range.upperBound)")
+            }
+        }
+        return n
+    }
+
+    /// An integer or a float; `unit` words the error ("seconds").
+    func number(_ range: ClosedRange<Double> = -Double.greatestFiniteMagnitude...Double.greatestFiniteMagnitude, unit: String? = nil) throws -> Double {
+        let x: Double
+        switch value {
+        case let .integer(n): x = Double(n)
+        case let .float(f): x = f
+        default: throw invalid("must be a number" + (unit.map { " of \($0)" } ?? ""))
+        }
+        guard range.contains(x) else { throw invalid("must be in \(range.lowerBound)…\(range.upperBound)" + (unit.map { " \($0)" } ?? "")) }
+        return x
+    }
+
+    /// `[start, end]`.
+    func range() throws -> [Int] {
+        guard case let .array(items) = value, items.count == 2, case let .integer(a) = items[0], case let .integer(b) = items[1] else {
+            throw invalid("must be [start, end]")
+        }
+        return [a, b]
     }
 }
 

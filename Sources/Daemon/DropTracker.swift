@@ -187,7 +187,7 @@ struct DropTracker {
         for key in groups.keys.sorted() {
             guard let group = groups[key], group.paths.allSatisfy({ settled($0, now: now) }) else { continue }
             if let problem = group.problem { result.append(.invalid(group.drop, reason: problem)); continue }
-            var drop = group.drop
+            let drop = group.drop
             if Self.stat(inbox + "/" + drop.stem + (drop.suffixes.first ?? ""))?.isLink == true {
                 result.append(.invalid(drop, reason: "symbolic links are not taken; drop the file itself")); continue
             }
@@ -196,8 +196,7 @@ struct DropTracker {
             if complete && !key.hasPrefix("o/") {
                 result.append(.ready(drop))
             } else if let oldest = group.paths.compactMap({ entries[$0]?.firstSeen }).min(), now.timeIntervalSince(oldest) >= unpairedTimeout {
-                drop.structure = nil; drop.appearance = nil
-                result.append(.timedOut(drop, reason: unpairedReason(key: key, drop: group.drop)))
+                result.append(.timedOut(drop, reason: unpairedReason(key: key, drop: drop)))
             }
         }
         return result

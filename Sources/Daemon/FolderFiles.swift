@@ -1,8 +1,9 @@
 import Foundation
 import Glibc
 
-/// File moves and writes of a hot folder: atomic renames, names that never overwrite, reads that
-/// never follow a link, and JSON written to a temporary name then renamed.
+/// File moves of a hot folder: atomic renames, names that never overwrite, and reads that never
+/// follow a link. (Results are written with Foundation's `.atomic`: a temporary file beside the
+/// target, then a rename.)
 enum FolderFiles {
     struct Failure: Error, CustomStringConvertible { let description: String }
 
@@ -65,19 +66,6 @@ enum FolderFiles {
     static func owner(_ path: String) -> UInt32? {
         var s = stat()
         return lstat(path, &s) == 0 ? s.st_uid : nil
-    }
-
-    /// Writes `data` to `.name.tmp` in `directory`, then renames it to `name`.
-    static func writeAtomically(_ data: Data, name: String, in directory: String) throws {
-        let temporary = directory + "/." + name + ".tmp"
-        guard FileManager.default.createFile(atPath: temporary, contents: data) else {
-            throw Failure(description: "cannot write \(temporary)")
-        }
-        guard rename(temporary, directory + "/" + name) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporary)
-            throw Failure(description: "cannot rename \(temporary): \(reason)")
-        }
     }
 
     /// Makes in/, processing/, out/, done/ and failed/ (the folder itself must exist).

@@ -90,14 +90,10 @@ final class HotFolder {
             finish(stem: stem, files: files, from: settings.processing, error: WireError.invalidImage("\(error)").failureFields, job: nil)
             return true
         }
-        var key = Core.SHA256()
-        for part in [inputs.structure, inputs.appearance, try? JSONEncoder.sorted.encode(inputs.parameters)] {
-            let bytes = Array(part ?? Data())
-            key.update(Array(String(bytes.count).utf8) + [0x3A]); key.update(bytes)
-        }
-        let new = JobStore.NewJob(owner: inputs.owner, source: "hot-folder", folder: settings.name, priority: settings.priority,
-                                  idempotencyKey: "folder:\(settings.name):" + Core.SHA256.hex(key.finalize()), parameters: inputs.parameters,
-                                  structure: inputs.structure, appearance: inputs.appearance)
+        var new = JobStore.NewJob(owner: inputs.owner, source: "hot-folder", folder: settings.name, priority: settings.priority,
+                                  idempotencyKey: nil, parameters: inputs.parameters, structure: inputs.structure, appearance: inputs.appearance)
+        // The same pair with the same options dropped again in this folder is the same job.
+        new.idempotencyKey = "folder:\(settings.name):" + new.contentHash
         let item = FolderItem(folder: settings.name, name: stem, files: Self.json(files), jobId: "")
         do {
             let (job, existing, requeued) = try store.submit(new, limit: queueLimit(), item: item)
@@ -132,7 +128,7 @@ final class HotFolder {
             let path = suffix.map { settings.processing + "/" + stem + $0 } ?? fixed ?? ""
             let data: Data
             do { data = try FolderFiles.read(path, followLinks: suffix == nil) } catch { throw WireError.invalidImage("\(role): \(error)") }
-            guard data.starts(with: [0x89, 0x50, 0x4E, 0x47]) || data.starts(with: [0xFF, 0xD8, 0xFF]) else {
+            guard ImageDecoder.isSupported(data) else {
                 throw WireError.invalidImage("\(role) (\((path as NSString).lastPathComponent)): neither a PNG nor a JPEG file")
             }
             return data
@@ -141,12 +137,13 @@ final class HotFolder {
         let appearance = try image(drop.appearance, fixed: settings.appearance, role: "appearance")
         var parameters = settings.options
         if let options = drop.options {
-            let data: Data, value: JSONValue
+            let fromFile: TransferParameters
             do {
-                data = try FolderFiles.read(settings.processing + "/" + stem + options, limit: 1 << 20)
-                value = try JSONDecoder().decode(JSONValue.self, from: data)
-            } catch { throw WireError.invalidOptions("\(stem + options): not a JSON object: \(error)") }
-            parameters = parameters.overridden(by: try TransferParameters.strict(value))
+                fromFile = try JSONDecoder().decode(TransferParameters.self, from: try FolderFiles.read(settings.processing + "/" + stem + options, limit: 1 << 20))
+            } catch let error as WireError { throw error } catch {
+                throw WireError.invalidOptions("\(stem + options): not a JSON object of options: \(error)")
+            }
+            parameters = parameters.overridden(by: fromFile)
         }
         do { _ = try JobConversion.options(parameters) } catch { throw WireError.invalidOptions("\(error)") }
         let first = settings.processing + "/" + stem + (drop.structure ?? drop.appearance ?? "")
@@ -209,8 +206,8 @@ final class HotFolder {
         sidecar["job"] = .string(job.id)
         let stem = FolderFiles.freeStem(item.name, suffixes: [".png", ".json"], in: settings.outbox)
         // The JSON first: whoever waits for NAME.png finds its parameters beside it.
-        try FolderFiles.writeAtomically(try JSONEncoder.sorted.encode(JSONValue.object(sidecar)), name: stem + ".json", in: settings.outbox)
-        try FolderFiles.writeAtomically(png, name: stem + ".png", in: settings.outbox)
+        try JSONEncoder.sorted.encode(JSONValue.object(sidecar)).write(to: URL(fileURLWithPath: settings.outbox + "/" + stem + ".json"), options: .atomic)
+        try png.write(to: URL(fileURLWithPath: settings.outbox + "/" + stem + ".png"), options: .atomic)
     }
 
     /// Moves `files` (named `stem + suffix`) from `source` to done/, or with an error to failed/
@@ -235,7 +232,7 @@ final class HotFolder {
         fields["folder"] = .string(settings.name)
         fields["inputs"] = .array(present.map { .string(moved + $0) })
         do {
-            try FolderFiles.writeAtomically(try JSONEncoder.sorted.encode(JSONValue.object(fields)), name: moved + ".error.json", in: target)
+            try JSONEncoder.sorted.encode(JSONValue.object(fields)).write(to: URL(fileURLWithPath: target + "/" + moved + ".error.json"), options: .atomic)
         } catch {
             logger.error("writing an error file failed", metadata: ["name": "\(moved)", "error": "\(error)"])
         }

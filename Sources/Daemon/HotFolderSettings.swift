@@ -36,73 +36,37 @@ struct HotFolderSettings: Equatable {
         let trimmed = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
         var folder = HotFolderSettings(name: (trimmed as NSString).lastPathComponent, path: trimmed)
         for (key, value) in table.sorted(by: { $0.key < $1.key }) {
-            func string() throws -> String {
-                guard case let .string(s) = value else { throw fail("\(key) must be a string") }
-                return s
-            }
-            func seconds(_ range: ClosedRange<Double>) throws -> Double {
-                let x: Double
-                switch value {
-                case let .integer(n): x = Double(n)
-                case let .float(f): x = f
-                default: throw fail("\(key) must be a number of seconds")
-                }
-                guard range.contains(x) else { throw fail("\(key) must be in \(range.lowerBound)…\(range.upperBound) seconds") }
-                return x
-            }
-            func integer() throws -> Int {
-                guard case let .integer(n) = value else { throw fail("\(key) must be a whole number") }
-                return n
-            }
-            func number() throws -> Double {
-                switch value {
-                case let .integer(n): return Double(n)
-                case let .float(f): return f
-                default: throw fail("\(key) must be a number")
-                }
-            }
-            func range() throws -> [Int] {
-                guard case let .array(items) = value, items.count == 2, case let .integer(a) = items[0], case let .integer(b) = items[1] else {
-                    throw fail("\(key) must be [start, end]")
-                }
-                return [a, b]
-            }
+            let field = ConfigField(key: key, value: value, context: at)
             switch key {
             case "path": break
             case "name":
-                folder.name = try string()
+                folder.name = try field.string()
                 guard !folder.name.isEmpty, folder.name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
-                    throw fail("name may hold letters, digits, '-', '_' and '.' only")
+                    throw field.invalid("may hold letters, digits, '-', '_' and '.' only")
                 }
-            case "poll":
-                guard case let .bool(b) = value else { throw fail("poll must be true or false") }
-                folder.poll = b
-            case "poll_interval": folder.pollInterval = try seconds(0.1...3600)
-            case "settle": folder.settle = try seconds(0...3600)
-            case "unpaired_timeout": folder.unpairedTimeout = try seconds(1...604_800)
-            case "scan_interval": folder.scanInterval = try seconds(1...86400)
+            case "poll": folder.poll = try field.bool()
+            case "poll_interval": folder.pollInterval = try field.number(0.1...3600, unit: "seconds")
+            case "settle": folder.settle = try field.number(0...3600, unit: "seconds")
+            case "unpaired_timeout": folder.unpairedTimeout = try field.number(1...604_800, unit: "seconds")
+            case "scan_interval": folder.scanInterval = try field.number(1...86400, unit: "seconds")
             case "appearance", "structure":
-                let image = try string()
-                guard image.hasPrefix("/") else { throw fail("\(key) must be an absolute path") }
+                let image = try field.string()
+                guard image.hasPrefix("/") else { throw field.invalid("must be an absolute path") }
                 if key == "appearance" { folder.appearance = image } else { folder.structure = image }
-            case "priority": folder.priority = try integer()
-            case "domain": folder.options.domain = try string()
-            case "prompt": folder.options.prompt = try string()
-            case "object_noun": folder.options.objectNoun = try string()
-            case "seed":
-                guard case let .integer(n) = value, n >= 0 else { throw fail("seed must be a whole number ≥ 0") }
-                folder.options.seed = UInt64(n)
-            case "timesteps": folder.options.timesteps = try integer()
-            case "skip": folder.options.skip = try integer()
-            case "masked_adain":
-                guard case let .bool(b) = value else { throw fail("masked_adain must be true or false") }
-                folder.options.maskedAdain = b
-            case "swap_guidance": folder.options.swapGuidance = try number()
-            case "contrast": folder.options.contrast = try number()
-            case "cross_attn_range_0": folder.options.crossAttnRange0 = try range()
-            case "cross_attn_range_1": folder.options.crossAttnRange1 = try range()
-            case "adain_range": folder.options.adainRange = try range()
-            default: throw fail("unknown setting '\(key)'")
+            case "priority": folder.priority = try field.integer()
+            case "domain": folder.options.domain = try field.string()
+            case "prompt": folder.options.prompt = try field.string()
+            case "object_noun": folder.options.objectNoun = try field.string()
+            case "seed": folder.options.seed = UInt64(try field.integer(0...Int.max))
+            case "timesteps": folder.options.timesteps = try field.integer()
+            case "skip": folder.options.skip = try field.integer()
+            case "masked_adain": folder.options.maskedAdain = try field.bool()
+            case "swap_guidance": folder.options.swapGuidance = try field.number()
+            case "contrast": folder.options.contrast = try field.number()
+            case "cross_attn_range_0": folder.options.crossAttnRange0 = try field.range()
+            case "cross_attn_range_1": folder.options.crossAttnRange1 = try field.range()
+            case "adain_range": folder.options.adainRange = try field.range()
+            default: throw field.unknown
             }
         }
         if folder.appearance != nil && folder.structure != nil { throw fail("give a fixed appearance or a fixed structure, not both") }

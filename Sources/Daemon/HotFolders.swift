@@ -70,12 +70,10 @@ final class HotFolders: @unchecked Sendable {
         }
     }
 
-    private func polls(_ folder: HotFolder) -> Bool { folder.settings.poll || !(watcher?.isAvailable ?? false) }
-
     /// Directories made, watch requested, restart leftovers reconciled, everything scanned.
     private func bringUp(_ folder: HotFolder, now: Date) {
         guard folder.prepare() else { return }
-        folder.polling = polls(folder)
+        folder.polling = folder.settings.poll || !(watcher?.isAvailable ?? false)
         if !folder.polling { watcher?.watch(folder.settings.inbox) }
         folder.reconcile()
         folder.scan(now: now, lostEvents: true)

@@ -36,20 +36,19 @@ final class InotifyWatcher: @unchecked Sendable {
     private var stopping = false
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
-    private let available: Bool
 
     static let inboxEvents = Int32(bitPattern: UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_MODIFY | IN_DELETE | IN_MOVED_FROM | IN_MOVE_SELF | IN_DELETE_SELF))
 
     /// False when inotify cannot be used at all (then every folder is polled).
-    var isAvailable: Bool { available }
+    let isAvailable: Bool
 
     init(onEvent: @escaping @Sendable (FolderEvent) -> Void) {
         self.onEvent = onEvent
-        available = inotifytools_initialize() != 0
+        isAvailable = inotifytools_initialize() != 0
     }
 
     func start() {
-        guard available else { return }
+        guard isAvailable else { return }
         let thread = Thread { [self] in loop(); finished.signal() }
         thread.name = "xattn-inotify"
         self.thread = thread

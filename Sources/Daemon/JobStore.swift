@@ -118,6 +118,19 @@ final class JobStore: @unchecked Sendable {
         var parameters: TransferParameters
         var structure: Data
         var appearance: Data
+
+        /// The options as stored (sorted keys: equal options, equal text).
+        var parametersJSON: String { String(decoding: (try? JSONEncoder.sorted.encode(parameters)) ?? Data(), as: UTF8.self) }
+
+        /// SHA-256 of both images and the options, each length-prefixed: equal hashes, equal work.
+        var contentHash: String {
+            var hash = Core.SHA256()
+            for part in [Array(structure), Array(appearance), Array(parametersJSON.utf8)] {
+                hash.update(Array("\(part.count):".utf8))
+                hash.update(part)
+            }
+            return Core.SHA256.hex(hash.finalize())
+        }
     }
 
     /// Inserts a queued job, or returns the job an earlier submit with the same idempotency key
@@ -169,15 +182,11 @@ final class JobStore: @unchecked Sendable {
     private func insert(_ new: NewJob, limit: Int, _ db: Database) throws -> JobRecord {
         let queued = try JobRecord.filter(Column("state") == JobState.queued.rawValue).fetchCount(db)
         guard queued < limit else { throw StoreError.queueFull(limit: limit) }
-        var hash = Core.SHA256()
-        hash.update(Array(new.structure)); hash.update(Array(new.appearance))
-        let parameters = String(decoding: try JSONEncoder.sorted.encode(new.parameters), as: UTF8.self)
-        hash.update(parameters)
         let record = JobRecord(
             id: "j-" + UUID().uuidString.lowercased().prefix(12).replacingOccurrences(of: "-", with: ""),
             idempotencyKey: new.idempotencyKey, owner: Int64(new.owner), source: new.source, folder: new.folder,
-            state: JobState.queued.rawValue, priority: new.priority, attempts: 0, parameters: parameters,
-            inputHash: Core.SHA256.hex(hash.finalize()), createdAt: Date())
+            state: JobState.queued.rawValue, priority: new.priority, attempts: 0, parameters: new.parametersJSON,
+            inputHash: new.contentHash, createdAt: Date())
         try record.insert(db)
         try db.execute(sql: "INSERT INTO job_input (jobId, structure, appearance) VALUES (?, ?, ?)",
                        arguments: [record.id, new.structure, new.appearance])

@@ -108,7 +108,9 @@ final class RPCService: @unchecked Sendable {
     }
 
     private func decode<T: Decodable>(_ type: T.Type, _ params: JSONValue) throws -> T {
-        do { return try params.decode(T.self) } catch { throw WireError.invalidParams("params do not fit the method: \(error)") }
+        do { return try params.decode(T.self) } catch let error as WireError { throw error } catch {
+            throw WireError.invalidParams("params do not fit the method: \(error)")
+        }
     }
 
     private func dispatch(_ method: String, params: JSONValue, caller: Caller, session: Session) throws -> JSONValue {
@@ -138,7 +140,6 @@ final class RPCService: @unchecked Sendable {
             }
             return try JSONValue(encoding: Acknowledgement(ok: true, job: nil))
         case .submit:
-            if case let .object(fields) = params, let options = fields["options"], options != .null { _ = try TransferParameters.strict(options) }
             return try JSONValue(encoding: try submit(try decode(SubmitParams.self, params), caller: caller))
         case .get:
             return try JSONValue(encoding: try info(try decode(JobReference.self, params).job))
@@ -178,8 +179,7 @@ final class RPCService: @unchecked Sendable {
             throw WireError.invalidParams("structure and appearance must be base64")
         }
         // The header is checked here; the worker decodes the whole file, off the event loop.
-        for (name, data) in [("structure", structure), ("appearance", appearance)]
-        where !data.starts(with: [0x89, 0x50, 0x4E, 0x47]) && !data.starts(with: [0xFF, 0xD8, 0xFF]) {
+        for (name, data) in [("structure", structure), ("appearance", appearance)] where !ImageDecoder.isSupported(data) {
             throw WireError.invalidImage("\(name): neither a PNG nor a JPEG file")
         }
         do { _ = try JobConversion.options(request.options ?? TransferParameters()) } catch { throw WireError.invalidOptions("\(error)") }

@@ -2,19 +2,25 @@ import Core
 import Wire
 import Foundation
 
-// xattnd: the service. For now: `doctor`, which checks the C libraries and the compute setup.
+// xattnd: `run` (the service), `transfer` (one job in the foreground), `check-config`, `doctor`.
 let arguments = Array(CommandLine.arguments.dropFirst())
+
+/// Runs a subcommand; its error goes to stderr (with the usage for a usage error) and sets the exit code.
+func subcommand(_ name: String, usage: String, exitCode: (Error) -> Int32 = { _ in 1 }, _ body: ([String]) throws -> Void) {
+    do {
+        try body(Array(arguments.dropFirst()))
+    } catch {
+        FileHandle.standardError.write(Data("xattnd \(name): \(error)\n".utf8))
+        if error is Arguments.UsageError { FileHandle.standardError.write(Data((usage + "\n").utf8)) }
+        exit(exitCode(error))
+    }
+}
+
 switch arguments.first {
 case "--version", "version":
     print("xattnd (protocol \(WireProtocol.version))")
 case "run":
-    do {
-        try RunCommand.run(Array(arguments.dropFirst()))
-    } catch {
-        FileHandle.standardError.write(Data("xattnd run: \(error)\n".utf8))
-        if error is Arguments.UsageError { FileHandle.standardError.write(Data((RunCommand.usage + "\n").utf8)) }
-        exit(1)
-    }
+    subcommand("run", usage: RunCommand.usage, RunCommand.run)
 case "check-config":
     // Parses and validates a configuration file as `run` would, without starting anything.
     guard arguments.count == 2 else {
@@ -29,13 +35,7 @@ case "check-config":
         exit(1)
     }
 case "transfer":
-    do {
-        try TransferCommand.run(Array(arguments.dropFirst()))
-    } catch {
-        FileHandle.standardError.write(Data("xattnd transfer: \(error)\n".utf8))
-        if error is Arguments.UsageError { FileHandle.standardError.write(Data((TransferCommand.usage + "\n").utf8)) }
-        exit(error as? TransferError == .cancelled ? 130 : 1)
-    }
+    subcommand("transfer", usage: TransferCommand.usage, exitCode: { $0 as? TransferError == .cancelled ? 130 : 1 }, TransferCommand.run)
 case "doctor":
     print("compute threads: \(ComputePool.shared.threadCount)")
     print("blas: \(Gemm.backendDescription)")

@@ -20,6 +20,9 @@ import Wire
         settle = 0.3
         """
 
+    /// A job directory's options for the default T = 100 job: seconds long, long enough to interrupt.
+    static let longJobOptions = Data(#"{"timesteps": 100, "skip": 32, "crossAttnRange0": [10, 90], "crossAttnRange1": [10, 70], "adainRange": [20, 100]}"#.utf8)
+
     static let structurePNG = FileManager.default.contents(atPath: DaemonHarness.structure) ?? Data()
     static let appearancePNG = FileManager.default.contents(atPath: DaemonHarness.appearance) ?? Data()
 
@@ -104,6 +107,11 @@ import Wire
         // A corrupt image: a PNG signature and then garbage.
         Self.write(Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + Array(repeating: 7, count: 100)), pets + "/in/broken.structure.png")
         Self.write(Self.appearancePNG, pets + "/in/broken.appearance.png")
+        // A misspelt option fails the drop with the key named, not a job with the default seed.
+        try FileManager.default.createDirectory(atPath: pets + "/in/typo", withIntermediateDirectories: false)
+        Self.write(Self.structurePNG, pets + "/in/typo/structure.png")
+        Self.write(Self.appearancePNG, pets + "/in/typo/appearance.png")
+        Self.write(Data(#"{"seeds": 7}"#.utf8), pets + "/in/typo/options.json")
         // Unpaired: times out into failed/ with a reason.
         Self.write(Self.structurePNG, pets + "/in/lonely.structure.png")
 
@@ -129,6 +137,10 @@ import Wire
         #expect(broken["time"] != nil && broken["message"] != nil)
         #expect(Self.names(pets + "/failed").isSuperset(of: ["broken.structure.png", "broken.appearance.png", "lonely.structure.png"]))
         #expect(Self.json(pets + "/failed/lonely.error.json")["reason"] == .string("unpaired"))
+        #expect(Self.waitFor(pets + "/failed/typo.error.json"))
+        let typo = Self.json(pets + "/failed/typo.error.json")
+        #expect(typo["reason"] == .string("invalid_options") && typo["job"] == .null)
+        if case let .string(message)? = typo["message"] { #expect(message.contains("'seeds'")) } else { Issue.record("no message in \(typo)") }
 
         // The same pair again: no new job, a second result.
         let before = Self.jobs(daemon).count
@@ -221,8 +233,7 @@ import Wire
         try FileManager.default.createDirectory(atPath: pets + "/in/long", withIntermediateDirectories: true)
         Self.write(Self.structurePNG, pets + "/in/long/structure.png")
         Self.write(Self.appearancePNG, pets + "/in/long/appearance.png")
-        Self.write(Data(#"{"timesteps": 100, "skip": 32, "crossAttnRange0": [10, 90], "crossAttnRange1": [10, 70], "adainRange": [20, 100]}"#.utf8),
-                   pets + "/in/long/options.json")
+        Self.write(Self.longJobOptions, pets + "/in/long/options.json")
         try Self.start(daemon, folders: ["path = \"\(pets)\""])
         let deadline = Date().addingTimeInterval(30)
         var long: JobInfo?
@@ -252,8 +263,7 @@ import Wire
         try FileManager.default.createDirectory(atPath: pets + "/in/long", withIntermediateDirectories: true)
         Self.write(Self.structurePNG, pets + "/in/long/structure.png")
         Self.write(Self.appearancePNG, pets + "/in/long/appearance.png")
-        Self.write(Data(#"{"timesteps": 100, "skip": 32, "crossAttnRange0": [10, 90], "crossAttnRange1": [10, 70], "adainRange": [20, 100]}"#.utf8),
-                   pets + "/in/long/options.json")
+        Self.write(Self.longJobOptions, pets + "/in/long/options.json")
         let deadline = Date().addingTimeInterval(30)
         var job: JobInfo?
         while job?.state != .running && Date() < deadline {

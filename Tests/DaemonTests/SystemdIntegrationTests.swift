@@ -18,10 +18,7 @@ import Testing
         init(path: String) {
             self.path = path
             fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { raw in for (i, b) in path.utf8.enumerated() { raw[i] = b } }
-            _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+            _ = DaemonHarness.withSocketAddress(path) { bind(fd, $0, $1) }
             var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             let thread = Thread { [self] in
@@ -68,10 +65,7 @@ import Testing
         let daemon = try DaemonHarness()
         let passed = daemon.directory.appendingPathComponent("activated.sock").path
         let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in for (i, b) in passed.utf8.enumerated() { raw[i] = b } }
-        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        let bound = DaemonHarness.withSocketAddress(passed) { bind(listener, $0, $1) }
         #expect(bound == 0 && listen(listener, 16) == 0)
         // Out of the way of fd 3 first, so that dup2 onto 3 always happens (and clears close-on-exec).
         let high = fcntl(listener, F_DUPFD, 50)

@@ -18,4 +18,20 @@ import Wire
             #expect((-32099 ... -32000).contains(error.code))
         }
     }
+
+    /// Options decode strictly wherever they appear (here inside job.submit's params): a misspelt
+    /// key is invalid_options naming it; every known key still decodes and round-trips.
+    @Test func optionsRefuseUnknownKeys() throws {
+        let typo: JSONValue = .object(["structure": .string(""), "appearance": .string(""), "options": .object(["seeds": .integer(7)])])
+        #expect { try typo.decode(SubmitParams.self) } throws: { error in
+            guard let wire = error as? WireError, case let .invalidOptions(message) = wire else { return false }
+            return message.contains("'seeds'")
+        }
+        var all = TransferParameters()
+        (all.domain, all.prompt, all.objectNoun, all.seed, all.timesteps, all.skip) = ("cat", "a cat", "cat", 7, 50, 12)
+        (all.maskedAdain, all.swapGuidance, all.contrast) = (false, 2.5, 1.5)
+        (all.crossAttnRange0, all.crossAttnRange1, all.adainRange) = ([1, 2], [3, 4], [5, 6])
+        #expect(try JSONValue(encoding: all).decode(TransferParameters.self) == all)
+    }
 }
+

@@ -40,6 +40,9 @@ public enum JPEGLibrary {
 
 /// PNG or JPEG, by content.
 public enum ImageDecoder {
+    /// Whether `data` starts like a file `decode` reads (a cheap check before queueing it).
+    public static func isSupported(_ data: Data) -> Bool { JPEGLibrary.isJPEG(data) || PNGLibrary.isPNG(data) }
+
     public static func decode(_ data: Data) throws -> RGBImage {
         if JPEGLibrary.isJPEG(data) { return try JPEGLibrary.decode(data) }
         if PNGLibrary.isPNG(data) { return try PNGLibrary.decode(data) }

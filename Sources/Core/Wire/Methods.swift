@@ -62,15 +62,34 @@ public struct TransferParameters: Codable, Equatable, Sendable {
         case crossAttnRange0, crossAttnRange1, adainRange
     }
 
-    /// Decodes options from JSON, refusing keys that are not options (a typo such as `seeds` must
-    /// not silently run with the default seed).
-    public static func strict(_ value: JSONValue) throws -> TransferParameters {
-        guard case let .object(fields) = value else { throw WireError.invalidOptions("options must be a JSON object") }
-        let known = Set(CodingKeys.allCases.map(\.stringValue))
-        if let unknown = fields.keys.sorted().first(where: { !known.contains($0) }) {
+    private struct AnyKey: CodingKey {
+        let stringValue: String
+        init(stringValue: String) { self.stringValue = stringValue }
+        var intValue: Int? { nil }
+        init?(intValue: Int) { nil }
+    }
+
+    /// Refuses keys that are not options, wherever options are decoded (a submit, a hot folder's
+    /// options file): a typo such as `seeds` must not silently run with the default seed. The
+    /// error is `invalid_options` naming the key.
+    public init(from decoder: Decoder) throws {
+        let keys = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue)
+        if let unknown = keys.sorted().first(where: { CodingKeys(rawValue: $0) == nil }) {
             throw WireError.invalidOptions("unknown option '\(unknown)' (known: \(CodingKeys.allCases.map(\.stringValue).joined(separator: ", ")))")
         }
-        do { return try value.decode(TransferParameters.self) } catch { throw WireError.invalidOptions("options do not fit: \(error)") }
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        domain = try c.decodeIfPresent(String.self, forKey: .domain)
+        prompt = try c.decodeIfPresent(String.self, forKey: .prompt)
+        objectNoun = try c.decodeIfPresent(String.self, forKey: .objectNoun)
+        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed)
+        timesteps = try c.decodeIfPresent(Int.self, forKey: .timesteps)
+        skip = try c.decodeIfPresent(Int.self, forKey: .skip)
+        maskedAdain = try c.decodeIfPresent(Bool.self, forKey: .maskedAdain)
+        swapGuidance = try c.decodeIfPresent(Double.self, forKey: .swapGuidance)
+        contrast = try c.decodeIfPresent(Double.self, forKey: .contrast)
+        crossAttnRange0 = try c.decodeIfPresent([Int].self, forKey: .crossAttnRange0)
+        crossAttnRange1 = try c.decodeIfPresent([Int].self, forKey: .crossAttnRange1)
+        adainRange = try c.decodeIfPresent([Int].self, forKey: .adainRange)
     }
 
     /// `other`'s fields where it has them, ours otherwise.
