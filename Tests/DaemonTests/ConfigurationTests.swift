@@ -49,11 +49,20 @@ import Wire
         #expect(seen == 5)
     }
 
-    /// The shipped example parses; here its groups do not exist, which is then all it reports.
+    /// The shipped example is valid (with this machine's group in place of the installed ones), and a
+    /// group that does not exist is reported by name.
     @Test func exampleConfigurationParses() throws {
-        let (code, _, message) = try DaemonHarness.xattnd(["check-config", DaemonHarness.repository.appendingPathComponent("systemd/xattnd.toml").path])
-        let groupsExist = getgrnam("xattn") != nil && getgrnam("xattn-admin") != nil
-        if groupsExist { #expect(code == 0, "\(message)") } else { #expect(message.contains("no group"), "\(message)") }
+        let daemon = try DaemonHarness()
+        let example = try DaemonHarness.exampleConfiguration()
+        let config = daemon.directory.appendingPathComponent("example.toml").path
+        FileManager.default.createFile(atPath: config, contents: Data(example.utf8))
+        let (code, _, message) = try DaemonHarness.xattnd(["check-config", config])
+        #expect(code == 0, "\(message)")
+
+        let missing = "xattn-no-such-group-\(UUID().uuidString.prefix(8))"
+        FileManager.default.createFile(atPath: config, contents: Data(try DaemonHarness.exampleConfiguration(adminGroup: missing).utf8))
+        let (badCode, _, badMessage) = try DaemonHarness.xattnd(["check-config", config])
+        #expect(badCode != 0 && badMessage.contains("no group '\(missing)'"), "\(badMessage)")
     }
 
     @Test func invalidConfigurationIsReportedAtStart() throws {

@@ -62,6 +62,17 @@ final class DaemonHarness {
         Issue.record("xattnd did not start")
     }
 
+    /// The shipped example configuration with the host-specific values a fresh machine lacks (the
+    /// `xattn` and `xattn-admin` groups that only `scripts/install` creates) replaced by the test
+    /// process's own group, so what is checked is the file, never the state of the machine.
+    static func exampleConfiguration(adminGroup: String? = nil) throws -> String {
+        let text = try String(contentsOfFile: repository.appendingPathComponent("systemd/xattnd.toml").path, encoding: .utf8)
+        guard let entry = getgrgid(getgid()), let name = String(validatingCString: entry.pointee.gr_name) else {
+            throw CocoaError(.featureUnsupported)
+        }
+        return text.replacingOccurrences(of: "\"xattn-admin\"", with: "\"\(adminGroup ?? name)\"").replacingOccurrences(of: "\"xattn\"", with: "\"\(name)\"")
+    }
+
     /// SIGTERM and wait.
     func stop() {
         process?.terminate()

@@ -324,7 +324,7 @@ import Wire
 
     /// The shipped example's [[folder]] block, uncommented, is a valid configuration.
     @Test func exampleFolderConfiguration() throws {
-        let example = try String(contentsOfFile: DaemonHarness.repository.appendingPathComponent("systemd/xattnd.toml").path, encoding: .utf8)
+        let example = try DaemonHarness.exampleConfiguration()
         let block = try #require(example.range(of: "# [[folder]]"))
         let uncommented = example[block.lowerBound...].split(separator: "\n").map { line in
             line.hasPrefix("# appearance") || !line.hasPrefix("# ") ? "" : String(line.dropFirst(2))
