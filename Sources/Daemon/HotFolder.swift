@@ -12,6 +12,8 @@ final class HotFolder {
     private let logger: Logger
     private let queueLimit: () -> Int
     private let wake: () -> Void
+    /// The loaded model and schedule drops are checked against (hot folders start after the load).
+    private let engine: JobAdmission.Engine
     /// in/ and the other directories exist and (unless polling) inotify watches in/.
     var isReady = false
     /// Scanned every poll interval: configured so, or inotify is unavailable.
@@ -23,8 +25,9 @@ final class HotFolder {
     private var reportedMissing = false
     private var reportedFullQueue = false
 
-    init(settings: HotFolderSettings, store: JobStore, logger: Logger, queueLimit: @escaping () -> Int, wake: @escaping () -> Void) {
-        (self.settings, self.store, self.queueLimit, self.wake) = (settings, store, queueLimit, wake)
+    init(settings: HotFolderSettings, store: JobStore, engine: JobAdmission.Engine, logger: Logger,
+         queueLimit: @escaping () -> Int, wake: @escaping () -> Void) {
+        (self.settings, self.store, self.engine, self.queueLimit, self.wake) = (settings, store, engine, queueLimit, wake)
         var logger = logger
         logger[metadataKey: "folder"] = "\(settings.name)"
         self.logger = logger
@@ -128,9 +131,7 @@ final class HotFolder {
             let path = suffix.map { settings.processing + "/" + stem + $0 } ?? fixed ?? ""
             let data: Data
             do { data = try FolderFiles.read(path, followLinks: suffix == nil) } catch { throw WireError.invalidImage("\(role): \(error)") }
-            guard ImageDecoder.isSupported(data) else {
-                throw WireError.invalidImage("\(role) (\((path as NSString).lastPathComponent)): neither a PNG nor a JPEG file")
-            }
+            try JobAdmission.image(data, role: "\(role) (\((path as NSString).lastPathComponent))")
             return data
         }
         let structure = try image(drop.structure, fixed: settings.structure, role: "structure")
@@ -145,7 +146,7 @@ final class HotFolder {
             }
             parameters = parameters.overridden(by: fromFile)
         }
-        do { _ = try JobConversion.options(parameters) } catch { throw WireError.invalidOptions("\(error)") }
+        _ = try JobAdmission.options(parameters, engine: engine)
         let first = settings.processing + "/" + stem + (drop.structure ?? drop.appearance ?? "")
         return (structure, appearance, parameters, FolderFiles.owner(first) ?? getuid())
     }

@@ -15,8 +15,9 @@ final class HotFolders: @unchecked Sendable {
     private var stopped = false
     private static let tick = DispatchTimeInterval.milliseconds(100)
 
-    init(settings: [HotFolderSettings], store: JobStore, events: EventHub, logger: Logger, queueLimit: @escaping () -> Int, wake: @escaping () -> Void) {
-        folders = settings.map { HotFolder(settings: $0, store: store, logger: logger, queueLimit: queueLimit, wake: wake) }
+    init(settings: [HotFolderSettings], store: JobStore, engine: JobAdmission.Engine, events: EventHub, logger: Logger,
+         queueLimit: @escaping () -> Int, wake: @escaping () -> Void) {
+        folders = settings.map { HotFolder(settings: $0, store: store, engine: engine, logger: logger, queueLimit: queueLimit, wake: wake) }
         self.logger = logger
         events.observeStates { [weak self] info in
             // Any folder may hold drops of this job (a retried job, a pair dropped again).

@@ -23,6 +23,8 @@ struct JobRecord: Codable, FetchableRecord, PersistableRecord, Equatable {
     /// RPCErrorObject as JSON.
     var error: String?
     var resultPath: String?
+    /// Times the process died abnormally (crash, SIGKILL, power loss) while this job ran.
+    var abnormalStops = 0
 
     var jobState: JobState { JobState(rawValue: state) ?? .failed }
 }
@@ -103,6 +105,9 @@ final class JobStore: @unchecked Sendable {
                 t.column("createdAt", .datetime).notNull()
             }
         }
+        migrator.registerMigration("v3-abnormal-stops") { db in
+            try db.alter(table: "job") { t in t.add(column: "abnormalStops", .integer).notNull().defaults(to: 0) }
+        }
         if try pool.read({ try migrator.hasBeenSuperseded($0) }) {
             throw DatabaseError(message: "the job store at \(path) was written by a newer xattnd; refusing to use it")
         }
@@ -153,6 +158,7 @@ final class JobStore: @unchecked Sendable {
                 (job, existing) = (earlier, true)
                 if earlier.jobState == .failed || earlier.jobState == .cancelled {
                     (job.state, job.error, job.finishedAt, job.startedAt, job.attempts) = (JobState.queued.rawValue, nil, nil, nil, 0)
+                    job.abnormalStops = 0
                     try job.update(db)
                     requeued = true
                 }
@@ -186,7 +192,7 @@ final class JobStore: @unchecked Sendable {
             id: "j-" + UUID().uuidString.lowercased().prefix(12).replacingOccurrences(of: "-", with: ""),
             idempotencyKey: new.idempotencyKey, owner: Int64(new.owner), source: new.source, folder: new.folder,
             state: JobState.queued.rawValue, priority: new.priority, attempts: 0, parameters: new.parametersJSON,
-            inputHash: new.contentHash, createdAt: Date())
+            inputHash: new.contentHash, createdAt: Date(), abnormalStops: 0)
         try record.insert(db)
         try db.execute(sql: "INSERT INTO job_input (jobId, structure, appearance) VALUES (?, ?, ?)",
                        arguments: [record.id, new.structure, new.appearance])
@@ -231,17 +237,23 @@ final class JobStore: @unchecked Sendable {
         }
     }
 
-    /// At start: jobs left running by a crash or kill are queued again, or failed as interrupted
-    /// once they have been started `maxAttempts` times.
+    /// At start: jobs left running. A clean stop (SIGTERM) puts its running job back in the queue,
+    /// so a job still marked running means the process died abnormally while it ran: a crash, a
+    /// SIGKILL, a power loss. Such a job is run once more (the cause may have been anything), and
+    /// failed the second time, so one job that kills the service cannot take the queue down with
+    /// it restart after restart. A job started `maxAttempts` times is failed too.
     func recoverInterrupted(maxAttempts: Int) throws -> (requeued: [String], failed: [String]) {
         try pool.write { db in
             var requeued: [String] = [], failed: [String] = []
             for var record in try JobRecord.filter(Column("state") == JobState.running.rawValue).fetchAll(db) {
-                if record.attempts >= maxAttempts {
+                record.abnormalStops += 1
+                let reason: String? = record.abnormalStops >= Self.abnormalStopLimit
+                    ? "the service stopped abnormally (a crash, a kill or a power loss) \(record.abnormalStops) times while running this job; it is not run again automatically (xattnctl retry runs it once more)"
+                    : record.attempts >= maxAttempts ? "interrupted \(record.attempts) times; not retried" : nil
+                if let reason {
                     record.state = JobState.failed.rawValue
                     record.finishedAt = Date()
-                    record.error = String(decoding: try JSONEncoder.sorted.encode(
-                        WireError.internalError("interrupted \(record.attempts) times; not retried").object), as: UTF8.self)
+                    record.error = String(decoding: try JSONEncoder.sorted.encode(WireError.internalError(reason).object), as: UTF8.self)
                     failed.append(record.id)
                 } else {
                     record.state = JobState.queued.rawValue
@@ -253,6 +265,9 @@ final class JobStore: @unchecked Sendable {
             return (requeued, failed)
         }
     }
+
+    /// Abnormal stops during one job after which it is failed instead of run again.
+    static let abnormalStopLimit = 2
 
     /// Cancels a queued job (a running one is stopped by the worker, which then calls `finish`).
     func cancelQueued(_ id: String) throws -> JobRecord {
@@ -273,6 +288,7 @@ final class JobStore: @unchecked Sendable {
                 throw StoreError.invalidState("job \(id) is \(record.state); only failed or cancelled jobs are retried")
             }
             (record.state, record.error, record.finishedAt, record.startedAt) = (JobState.queued.rawValue, nil, nil, nil)
+            record.abnormalStops = 0
             try record.update(db)
             return record
         }

@@ -178,11 +178,11 @@ final class RPCService: @unchecked Sendable {
         guard let structure = Data(base64Encoded: request.structure), let appearance = Data(base64Encoded: request.appearance) else {
             throw WireError.invalidParams("structure and appearance must be base64")
         }
-        // The header is checked here; the worker decodes the whole file, off the event loop.
-        for (name, data) in [("structure", structure), ("appearance", appearance)] where !ImageDecoder.isSupported(data) {
-            throw WireError.invalidImage("\(name): neither a PNG nor a JPEG file")
-        }
-        do { _ = try JobConversion.options(request.options ?? TransferParameters()) } catch { throw WireError.invalidOptions("\(error)") }
+        // Decoded whole here (requests are handled off the event loop): a broken file is refused
+        // now, not queued to fail later.
+        try JobAdmission.image(structure, role: "structure")
+        try JobAdmission.image(appearance, role: "appearance")
+        _ = try JobAdmission.options(request.options ?? TransferParameters(), engine: worker.map { JobAdmission.Engine(model: $0.model, schedule: $0.schedule) })
         let (record, existing) = try store.submit(JobStore.NewJob(
             owner: caller.uid, source: "rpc", folder: nil, priority: request.priority ?? 0, idempotencyKey: request.idempotencyKey,
             parameters: request.options ?? TransferParameters(), structure: structure, appearance: appearance), limit: limits.queueLimit)

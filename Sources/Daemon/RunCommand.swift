@@ -82,7 +82,8 @@ enum RunCommand {
         let worker = Worker(store: store, events: events, model: model, schedule: schedule,
                             resultsDirectory: settings.stateDirectory + "/results", cache: cache, logger: logger)
         worker.retention = (settings.resultRetentionDays, settings.resultRetentionCount)
-        let hotFolders = HotFolders(settings: settings.folders, store: store, events: events, logger: logger,
+        let hotFolders = HotFolders(settings: settings.folders, store: store, engine: JobAdmission.Engine(model: model, schedule: schedule),
+                                    events: events, logger: logger,
                                     queueLimit: { service.limits.queueLimit }, wake: { worker.wake() })
         let reloader = Reloader(settings: settings, file: flags.string("config"), flags: flags) { fresh in
             service.limits = ServiceLimits(queueLimit: fresh.queueLimit, maximumFrameSize: fresh.maximumFrameSize)

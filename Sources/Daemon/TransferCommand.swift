@@ -28,6 +28,7 @@ enum TransferCommand {
         let model = try StableDiffusionModel.load(from: try arguments.required("model"), tokenizer: arguments.string("tokenizer"))
         let loadSeconds = lap()
         let schedule = try NoiseSchedule(config: try schedulerConfig(near: model.path))
+        try options.validate(for: model, schedule: schedule)
         let size = model.unet.config.sampleSize * (1 << (model.vae.config.blockOutChannels.count - 1))
         let structure = ImagePreprocessing.modelInput(try readImage(structurePath), size: size)
         let appearance = ImagePreprocessing.modelInput(try readImage(appearancePath), size: size)

@@ -151,13 +151,12 @@ final class Worker: @unchecked Sendable {
     private func execute(_ job: JobRecord, cancellation: TransferCancellation) -> Outcome {
         do {
             let parameters = try JSONDecoder().decode(TransferParameters.self, from: Data(job.parameters.utf8))
-            let options: TransferOptions
-            do { options = try JobConversion.options(parameters) } catch { return .failure(.invalidOptions("\(error)")) }
+            // Checked again here: a job queued while the model loaded was not checked against it.
+            let options = try JobAdmission.options(parameters, engine: JobAdmission.Engine(model: model, schedule: schedule))
             let (structureData, appearanceData) = try store.inputs(of: job.id)
             let size = model.unet.config.sampleSize * (1 << (model.vae.config.blockOutChannels.count - 1))
-            let structure: RGBImage, appearance: RGBImage
-            do { structure = try ImageDecoder.decode(structureData) } catch { return .failure(.invalidImage("structure: \(error)")) }
-            do { appearance = try ImageDecoder.decode(appearanceData) } catch { return .failure(.invalidImage("appearance: \(error)")) }
+            let structure = try JobAdmission.image(structureData, role: "structure")
+            let appearance = try JobAdmission.image(appearanceData, role: "appearance")
             let pipeline = TransferPipeline(model: model, schedule: schedule)
             let eta = ETAEstimator(options: options)
             let result = try pipeline.run(
@@ -173,7 +172,7 @@ final class Worker: @unchecked Sendable {
         } catch TransferError.cancelled {
             return .cancelled
         } catch {
-            return .failure(.internalError("\(error)"))
+            return .failure(JobAdmission.failure(error))
         }
     }
 

@@ -6,7 +6,7 @@ import Foundation
 let arguments = Array(CommandLine.arguments.dropFirst())
 
 /// Runs a subcommand; its error goes to stderr (with the usage for a usage error) and sets the exit code.
-func subcommand(_ name: String, usage: String, exitCode: (Error) -> Int32 = { _ in 1 }, _ body: ([String]) throws -> Void) {
+func subcommand(_ name: String, usage: String, exitCode: (Error) -> Int32 = { $0 is Arguments.UsageError ? 2 : 1 }, _ body: ([String]) throws -> Void) {
     do {
         try body(Array(arguments.dropFirst()))
     } catch {
@@ -35,7 +35,14 @@ case "check-config":
         exit(1)
     }
 case "transfer":
-    subcommand("transfer", usage: TransferCommand.usage, exitCode: { $0 as? TransferError == .cancelled ? 130 : 1 }, TransferCommand.run)
+    // Exit 2 for the user's errors (a flag's value, an option the model refuses), 130 for Ctrl-C.
+    subcommand("transfer", usage: TransferCommand.usage, exitCode: { error in
+        switch error {
+        case TransferError.cancelled: return 130
+        case TransferError.invalidOption, TransferError.objectNounNotInPrompt, is Arguments.UsageError: return 2
+        default: return 1
+        }
+    }, TransferCommand.run)
 case "doctor":
     print("compute threads: \(ComputePool.shared.threadCount)")
     print("blas: \(Gemm.backendDescription)")

@@ -132,4 +132,56 @@ import Core
             try UNetModel(config: config, weights: weights, configPath: "config.json")
         }
     }
+    /// A copy of the tiny model made of links to its files, with `file` (relative) holding `contents`.
+    func tinyModel(_ name: String, replacing file: String, with contents: (Data) throws -> Data) throws -> String {
+        let folder = scratch.appendingPathComponent(name).path
+        let manager = FileManager.default
+        for component in try manager.contentsOfDirectory(atPath: TinySD.folder) {
+            try manager.createDirectory(atPath: folder + "/" + component, withIntermediateDirectories: true)
+            for entry in try manager.contentsOfDirectory(atPath: TinySD.folder + "/" + component) where "\(component)/\(entry)" != file {
+                try manager.createSymbolicLink(atPath: "\(folder)/\(component)/\(entry)", withDestinationPath: "\(TinySD.folder)/\(component)/\(entry)")
+            }
+        }
+        let original = try #require(manager.contents(atPath: TinySD.folder + "/" + file))
+        #expect(manager.createFile(atPath: folder + "/" + file, contents: try contents(original)))
+        return folder
+    }
+
+    func editedJSON(_ data: Data, _ edit: (inout [String: Any]) -> Void) throws -> Data {
+        var object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        edit(&object)
+        return try JSONSerialization.data(withJSONObject: object)
+    }
+
+    /// Components that load on their own but do not fit together are refused at load, naming both
+    /// files (before: the model loaded and the first job trapped on an out-of-range index).
+    @Test func tokenizerBeyondTheTextEncodersVocabularyIsRefused() throws {
+        let folder = try tinyModel("vocab", replacing: "tokenizer/vocab.json") { data in
+            try editedJSON(data) { $0["zebra</w>"] = 49408 }
+        }
+        #expect { try StableDiffusionModel.load(from: folder) } throws: { error in
+            guard case let .inconsistent(first, second, detail) = error as? ModelLoadError else { return false }
+            return first == folder + "/tokenizer/vocab.json" && second == folder + "/text_encoder/config.json" && detail.contains("49408")
+        }
+    }
+
+    @Test func crossAttentionWidthMustMatchTheTextEncoder() throws {
+        let folder = try tinyModel("width", replacing: "unet/config.json") { data in
+            try editedJSON(data) { $0["cross_attention_dim"] = 48 }
+        }
+        #expect { try StableDiffusionModel.load(from: folder) } throws: { error in
+            guard case let .inconsistent(first, second, detail) = error as? ModelLoadError else { return false }
+            return first == folder + "/unet/config.json" && second == folder + "/text_encoder/config.json" && detail.contains("48")
+        }
+    }
+
+    @Test func unetChannelsMustMatchTheLatents() throws {
+        let folder = try tinyModel("channels", replacing: "vae/config.json") { data in
+            try editedJSON(data) { $0["latent_channels"] = 8 }
+        }
+        #expect { try StableDiffusionModel.load(from: folder) } throws: { error in
+            guard case let .inconsistent(first, second, _) = error as? ModelLoadError else { return false }
+            return first == folder + "/unet/config.json" && second == folder + "/vae/config.json"
+        }
+    }
 }

@@ -92,10 +92,71 @@ import Core
         let entry = InversionResult(xSkip: Tensor(shape: [4, 8, 8], repeating: 1), zs: Tensor(shape: [3, 4, 8, 8], repeating: 2))
         let cache = try InversionCache(directory: directory, maximumBytes: 6000)  // one entry is ~4.3 KB with its header; two do not fit
         try cache.store("first", entry)
-        #expect(cache.load("first") != nil)
+        #expect(cache.load("first", xSkipShape: [4, 8, 8], zsShape: [3, 4, 8, 8]) != nil)
         try cache.store("second", entry)
-        #expect(cache.load("first") == nil)
-        #expect(cache.load("second")?.zs.scalars == entry.zs.scalars)
+        #expect(cache.load("first", xSkipShape: [4, 8, 8], zsShape: [3, 4, 8, 8]) == nil)
+        #expect(cache.load("second", xSkipShape: [4, 8, 8], zsShape: [3, 4, 8, 8])?.zs.scalars == entry.zs.scalars)
+    }
+
+    /// An entry whose tensors do not have the shapes the job needs (another schedule under the same
+    /// name, a damaged or foreign file) is deleted and missed, so the inversion is computed again;
+    /// before, its tensors went into generation and indexing past them trapped.
+    @Test func misShapedCacheEntryIsDiscarded() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("xattn-shape-\(UUID().uuidString)").path
+        let cache = try InversionCache(directory: directory)
+        try cache.store("entry", InversionResult(xSkip: Tensor(shape: [4, 8, 8], repeating: 1), zs: Tensor(shape: [2, 4, 8, 8])))
+        #expect(cache.load("entry", xSkipShape: [4, 8, 8], zsShape: [3, 4, 8, 8]) == nil)
+        #expect(!FileManager.default.fileExists(atPath: directory + "/entry.safetensors"))
+        FileManager.default.createFile(atPath: directory + "/junk.safetensors", contents: Data("not a safetensors file".utf8))
+        #expect(cache.load("junk", xSkipShape: [4, 8, 8], zsShape: [3, 4, 8, 8]) == nil)
+        #expect(!FileManager.default.fileExists(atPath: directory + "/junk.safetensors"))
+
+        // Through the pipeline: a wrong entry under the real key is replaced by a computed one.
+        let (s, a) = try images()
+        let p = try pipeline()
+        let clean = try p.run(structure: s, appearance: a, options: shortOptions)
+        for name in try FileManager.default.contentsOfDirectory(atPath: directory) { try FileManager.default.removeItem(atPath: directory + "/" + name) }
+        _ = try p.run(structure: s, appearance: a, options: shortOptions, cache: cache)
+        for name in try FileManager.default.contentsOfDirectory(atPath: directory) {
+            try SafetensorsWriter.write([("x_skip", Tensor(shape: [4, 2, 2])), ("zs", Tensor(shape: [1, 4, 2, 2]))], to: directory + "/" + name)
+        }
+        let recomputed = try p.run(structure: s, appearance: a, options: shortOptions, cache: cache)
+        #expect(recomputed.unetPasses == clean.unetPasses)
+        #expect(recomputed.image.scalars == clean.image.scalars)
+    }
+
+    /// Options that only the model and its schedule can refuse (before: traps deep in a job).
+    @Test func optionsAreValidatedAgainstTheModel() throws {
+        let model = try TinySD.requireModel()
+        let schedule = try NoiseSchedule()
+        var o = TransferOptions()
+        // T = 1000, K = 0: the grid starts at t = 999 + 1 = 1000, past ᾱ's last index 999.
+        o.timesteps = 1000
+        o.skip = 0
+        o.adainRange = StepRange(20, 100)
+        #expect { try o.validate(for: model, schedule: schedule) } throws: { error in
+            guard case let .invalidOption(option, reason) = error as? TransferError else { return false }
+            return option == "timesteps" && reason.contains("timestep 1000") && reason.contains("at most 999")
+        }
+        o.skip = 1  // the first grid index used is then 1: t = 999
+        o.domain = "animal"
+        try o.validate(for: model, schedule: schedule)
+        o.timesteps = 999
+        o.skip = 0
+        try o.validate(for: model, schedule: schedule)
+
+        // A noun longer than the prompt's 75 tokens (before: a negative range in TransferRun).
+        o = shortOptions
+        o.objectNoun = String(repeating: "zebra ", count: 100)
+        #expect { try o.validate(for: model, schedule: schedule) } throws: { error in
+            guard case let .invalidOption(option, reason) = error as? TransferError else { return false }
+            return option == "object-noun" && reason.contains("longer than the 75")
+        }
+        o.prompt = String(repeating: "zebra ", count: 100)
+        o.objectNoun = "zebra"
+        try o.validate(for: model, schedule: schedule)
+        o.objectNoun = "giraffe"
+        #expect(throws: TransferError.self) { try o.validate(for: model, schedule: schedule) }
     }
 
     /// FIPS 180-4 examples; digests from Python's hashlib.sha256.

@@ -16,7 +16,8 @@ public enum JPEGLibrary {
             tjDecompressHeader3(handle, raw.bindMemory(to: UInt8.self).baseAddress, UInt(raw.count), &width, &height, &subsampling, &colorspace)
         }
         guard header == 0 else { throw ImageError.unreadable(detail: message(handle)) }
-        guard width > 0, height > 0, Int(width) * Int(height) <= PNGLibrary.maximumPixels else {
+        guard width > 0, height > 0 else { throw ImageError.unreadable(detail: "no frame header (\(width)×\(height)): not a complete JPEG file") }
+        guard Int(width) * Int(height) <= PNGLibrary.maximumPixels else {
             throw ImageError.tooLarge(width: Int(width), height: Int(height))
         }
         var pixels = [UInt8](repeating: 0, count: Int(width) * Int(height) * 3)
@@ -26,9 +27,15 @@ public enum JPEGLibrary {
                               width, 0, height, Int32(TJPF_RGB.rawValue), Int32(TJFLAG_ACCURATEDCT))
             }
         }
-        // A warning (e.g. a truncated but displayable file) still leaves an image; an error does not.
-        guard status == 0 || tjGetErrorCode(handle) == Int32(TJERR_WARNING.rawValue) else {
-            throw ImageError.unreadable(detail: message(handle))
+        // A warning about stray bytes still leaves the whole image (Pillow accepts those files too);
+        // an error does not, and neither does a file that ends early (libjpeg fills the missing rows
+        // with grey and warns "Premature end of JPEG file"; Pillow refuses it as truncated): a
+        // half-written file must never become a job's input.
+        if status != 0 {
+            let detail = message(handle)
+            guard tjGetErrorCode(handle) == Int32(TJERR_WARNING.rawValue), !detail.contains("Premature end") else {
+                throw ImageError.unreadable(detail: detail)
+            }
         }
         return RGBImage(width: Int(width), height: Int(height), pixels: pixels)
     }

@@ -57,7 +57,8 @@ public enum PNGLibrary {
         guard begun != 0 else { throw ImageError.unreadable(detail: message(&image)) }
         defer { png_image_free(&image) }
         let (width, height) = (Int(image.width), Int(image.height))
-        guard width > 0, height > 0, width * height <= maximumPixels else { throw ImageError.tooLarge(width: width, height: height) }
+        guard width > 0, height > 0 else { throw ImageError.unreadable(detail: "the file declares an empty \(width)×\(height) image") }
+        guard width * height <= maximumPixels else { throw ImageError.tooLarge(width: width, height: height) }
         if image.format & PNG_FORMAT_FLAG_LINEAR != 0 {
             return RGBImage(width: width, height: height, pixels: try readSixteenBit(&image, data: data))
         }

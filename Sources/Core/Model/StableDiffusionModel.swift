@@ -42,6 +42,9 @@ public final class StableDiffusionModel {
         let vaeFile = try ModelFiles.weights(in: folder + "/vae", stem: "diffusion_pytorch_model")
         let textFile = try ModelFiles.weights(in: folder + "/text_encoder", stem: "model")
         let tokenizer = try CLIPTokenizer(folder: tokenizerPath ?? folder + "/tokenizer")
+        try ModelConsistency(unetConfigPath: folder + "/unet/config.json", vaeConfigPath: folder + "/vae/config.json",
+                             textConfigPath: folder + "/text_encoder/config.json", tokenizerPath: tokenizerPath ?? folder + "/tokenizer")
+            .check(unet: unetConfig, vae: vaeConfig, text: textConfig, tokenizer: tokenizer)
         return StableDiffusionModel(
             unet: try UNetModel(config: unetConfig, weights: WeightReader(source: SafetensorsSource(file: unetFile), component: "unet"),
                                 configPath: folder + "/unet/config.json"),
@@ -69,6 +72,13 @@ public final class StableDiffusionModel {
             throw ModelLoadError.missingFile(path: tokenizerFolder, hint: "A single-file checkpoint has no tokenizer: put CLIP's tokenizer/ folder (vocab.json, merges.txt) beside the file, or give its path.")
         }
         let tokenizer = try CLIPTokenizer(folder: tokenizerFolder)
+        func configPath(_ component: String) -> String {
+            let companionConfig = companion + "/\(component)/config.json"
+            return FileManager.default.fileExists(atPath: companionConfig) ? companionConfig : path + " (SD 1.5's \(component) configuration)"
+        }
+        try ModelConsistency(unetConfigPath: configPath("unet"), vaeConfigPath: configPath("vae"),
+                             textConfigPath: configPath("text_encoder"), tokenizerPath: tokenizerFolder)
+            .check(unet: unetConfig, vae: vaeConfig, text: textConfig, tokenizer: tokenizer)
         let unetSource = SingleFileComponentSource(file: file, component: .unet(layersPerBlock: unetConfig.layersPerBlock))
         let vaeSource = SingleFileComponentSource(file: file, component: .vae(levels: vaeConfig.blockOutChannels.count))
         let textSource = SingleFileComponentSource(file: file, component: .textEncoder)

@@ -8,6 +8,8 @@ public enum ModelLoadError: Error, Equatable, CustomStringConvertible {
     case invalidConfig(path: String, detail: String)
     case unsupportedConfig(path: String, detail: String)
     case tokenizer(path: String, detail: String)
+    /// Two components that load on their own but do not fit together.
+    case inconsistent(first: String, second: String, detail: String)
 
     public var description: String {
         switch self {
@@ -28,6 +30,8 @@ public enum ModelLoadError: Error, Equatable, CustomStringConvertible {
             return "\(path): unsupported model configuration: \(detail)"
         case let .tokenizer(path, detail):
             return "\(path): tokenizer: \(detail)"
+        case let .inconsistent(first, second, detail):
+            return first == second ? "\(first): \(detail)" : "\(first) does not fit \(second): \(detail)"
         }
     }
 }

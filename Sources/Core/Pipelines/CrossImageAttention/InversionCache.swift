@@ -29,12 +29,19 @@ public final class InversionCache: @unchecked Sendable {
 
     private func path(_ key: String) -> String { directory + "/" + key + ".safetensors" }
 
-    /// The stored inversion, or nil; a hit marks the entry as recently used.
-    public func load(_ key: String) -> InversionResult? {
+    /// The stored inversion, or nil; a hit marks the entry as recently used. An entry that cannot
+    /// be read or whose tensors do not have the shapes this job needs (a damaged file, or one
+    /// written by other code) is deleted, so the inversion is computed again and stored anew.
+    public func load(_ key: String, xSkipShape: [Int], zsShape: [Int]) -> InversionResult? {
         lock.lock(); defer { lock.unlock() }
         let file = path(key)
+        guard FileManager.default.fileExists(atPath: file) else { return nil }
         guard let stored = try? SafetensorsFile(path: file),
-              let xSkip = try? stored.tensor("x_skip"), let zs = try? stored.tensor("zs") else { return nil }
+              let xSkip = try? stored.tensor("x_skip"), let zs = try? stored.tensor("zs"),
+              xSkip.shape == xSkipShape, zs.shape == zsShape else {
+            try? FileManager.default.removeItem(atPath: file)
+            return nil
+        }
         utimes(file, nil)  // mark as recently used: the kernel stamps the current time
         return InversionResult(xSkip: xSkip, zs: zs)
     }

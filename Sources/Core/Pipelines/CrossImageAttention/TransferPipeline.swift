@@ -64,7 +64,7 @@ public final class TransferPipeline {
         cache: InversionCache? = nil, cancellation: TransferCancellation? = nil,
         progress: @escaping (TransferProgress) -> Void = { _ in }
     ) throws -> TransferResult {
-        try options.validate()
+        try options.validate(for: model, schedule: schedule)
         var run = TransferRun(pipeline: self, options: options, cancellation: cancellation, progress: progress)
         return try run.execute(structure: structure, appearance: appearance, noise: noise, cache: cache)
     }

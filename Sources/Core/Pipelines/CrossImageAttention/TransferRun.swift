@@ -73,14 +73,7 @@ struct TransferRun {
         let embeddings = model.textEncoder([ids, tokenizer.encode("").ids])
         let item = Array(embeddings.shape.dropFirst())
         let cond = embeddings.item(0).reshaped([1] + item), uncond = embeddings.item(1).reshaped([1] + item)
-        var positions: [Int] = []
-        if options.maskedAdaIN {
-            let noun = tokenizer.tokenize(options.resolvedObjectNoun)
-            if !noun.isEmpty, let start = (0...(ids.count - noun.count)).first(where: { Array(ids[$0..<($0 + noun.count)]) == noun }) {
-                positions = Array(start..<(start + noun.count))
-            }
-            guard !positions.isEmpty else { throw TransferError.objectNounNotInPrompt(noun: options.resolvedObjectNoun, prompt: prompt) }
-        }
+        let positions = options.maskedAdaIN ? try options.objectNounPositions(tokenizer: tokenizer) : []
         return (cond, uncond, positions)
     }
 
@@ -106,7 +99,8 @@ struct TransferRun {
         let key = injected == nil ? cache.map { _ in
             InversionCache.key(image: image, prompt: options.resolvedPrompt, options: options, stream: stream, model: model.identity)
         } : nil
-        if let cache, let key, let hit = cache.load(key) { return hit }
+        if let cache, let key,
+           let hit = cache.load(key, xSkipShape: latentShape, zsShape: [options.timesteps - options.skip] + latentShape) { return hit }
         var inversion = EditFriendlyInversion(unet: model.unet, schedule: pipeline.schedule, timesteps: options.timesteps,
                                               skip: options.skip, guidance: options.inversionGuidanceScale)
         if let observe = pipeline.processorObserver { inversion.processor = observe(PlainAttention()) }

@@ -1,0 +1,45 @@
+import Core
+import Foundation
+import Wire
+
+/// The one gate a job passes before it is stored, for RPC submits and hot-folder drops alike:
+/// options checked against the loaded model and its schedule, images decoded whole. Whatever it
+/// lets through can run; whatever it refuses is the user's error, answered at once with its
+/// reason (`invalid_options`, `invalid_image`), never later as a failed job or a crash.
+enum JobAdmission {
+    /// What options are checked against once the model is loaded.
+    struct Engine {
+        let model: StableDiffusionModel
+        let schedule: NoiseSchedule
+    }
+
+    /// The engine options of `parameters`, validated; against `engine` when there is one (jobs
+    /// queued while the model loads are checked by the worker before they run).
+    static func options(_ parameters: TransferParameters, engine: Engine?) throws -> TransferOptions {
+        do {
+            let options = try JobConversion.options(parameters)
+            if let engine { try options.validate(for: engine.model, schedule: engine.schedule) }
+            return options
+        } catch let error as TransferError {
+            throw WireError.invalidOptions(error.description)
+        }
+    }
+
+    /// The whole file decoded (a truncated PNG, a bad CRC, a JPEG header alone are refused here).
+    @discardableResult
+    static func image(_ data: Data, role: String) throws -> RGBImage {
+        guard !data.isEmpty else { throw WireError.invalidImage("\(role): the file is empty") }
+        do { return try ImageDecoder.decode(data) } catch { throw WireError.invalidImage("\(role): \(error)") }
+    }
+
+    /// How the worker reports a job that did not produce an image: the user's errors keep their
+    /// reasons; only what is left is the daemon's fault.
+    static func failure(_ error: Error) -> WireError {
+        switch error {
+        case let error as WireError: return error
+        case let TransferError.invalidImage(detail): return .invalidImage(detail)
+        case let error as TransferError: return .invalidOptions(error.description)
+        default: return .internalError("\(error)")
+        }
+    }
+}
