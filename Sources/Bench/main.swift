@@ -1,26 +1,36 @@
 import Foundation
 
-// xattn-bench SUITE [--json]: performance as ratios measured in one run (see each suite).
+// xattn-bench SUITE [--json] [--quick]: performance as ratios measured in one run (see each suite).
+let usage = """
+    usage: xattn-bench kernels|unet|transfer [--json] [--quick]
+      kernels   each kernel at SD 1.5 sizes, GFLOP/s and the ratio to the sgemm peak of the same run
+      unet      the full-size SD 1.5 UNet, VAE and text encoder on random weights (--quick: fewer rounds)
+      transfer  one inversion and one generation step, VAE encode/decode, a default job's projection
+      --json    one JSON object on stdout instead of a table
+    """
 let arguments = Array(CommandLine.arguments.dropFirst())
-let json = arguments.contains("--json")
-switch arguments.first {
-case "kernels":
-    KernelSuite.run(json: json)
-case "transfer":
-    do {
-        try TransferSuite.run(json: json)
-    } catch {
-        FileHandle.standardError.write(Data("xattn-bench: \(error)\n".utf8))
-        exit(1)
-    }
-case "unet":
-    do {
-        try ModelSuite.run(json: json, quick: arguments.contains("--quick"))
-    } catch {
-        FileHandle.standardError.write(Data("xattn-bench: \(error)\n".utf8))
-        exit(1)
-    }
-default:
-    FileHandle.standardError.write(Data("usage: xattn-bench kernels|unet|transfer [--json] [--quick]\n".utf8))
+if arguments.contains(where: { ["-h", "--help", "help"].contains($0) }) {
+    print(usage)
+    exit(0)
+}
+/// Every flag must be one the suite takes: a typo must not start a benchmark that runs for minutes.
+let known: [String: Set<String>] = ["kernels": ["--json"], "transfer": ["--json"], "unet": ["--json", "--quick"]]
+guard let suite = arguments.first, let flags = known[suite] else {
+    FileHandle.standardError.write(Data((usage + "\n").utf8))
     exit(2)
+}
+if let unknown = arguments.dropFirst().first(where: { !flags.contains($0) }) {
+    FileHandle.standardError.write(Data("xattn-bench \(suite): unknown argument '\(unknown)'\n\(usage)\n".utf8))
+    exit(2)
+}
+let json = arguments.contains("--json")
+do {
+    switch suite {
+    case "kernels": KernelSuite.run(json: json)
+    case "transfer": try TransferSuite.run(json: json)
+    default: try ModelSuite.run(json: json, quick: arguments.contains("--quick"))
+    }
+} catch {
+    FileHandle.standardError.write(Data("xattn-bench: \(error)\n".utf8))
+    exit(1)
 }

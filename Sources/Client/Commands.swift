@@ -25,42 +25,104 @@ struct Commands {
         _ = try connection.call(.hello, try JSONValue(encoding: HelloParams(protocolVersions: [WireProtocol.version], client: "xattnctl")))
     }
 
-    func run(_ command: String, _ rest: [String]) throws -> Int32 {
+    /// A command line, parsed and checked whole before connecting: a usage error never reaches
+    /// the daemon and exits 2 even when it is not running.
+    enum Command {
+        case submit(SubmitParams, wait: Bool, out: String?)
+        case status(job: String?)
+        case list(limit: Int)
+        case watch(job: String)
+        case cancel(job: String), retry(job: String)
+        case result(job: String, out: String)
+        case admin(RPCMethod)
+        case info
+    }
+
+    static let transferOptions: Set<String> = ["domain", "prompt", "object-noun", "seed", "timesteps", "skip", "swap-guidance", "contrast",
+                                               "cross-attn-range-0", "cross-attn-range-1", "adain-range"]
+
+    static func parse(_ command: String, _ rest: [String]) throws -> Command {
+        func arguments(valued: Set<String> = [], switches: Set<String> = [], positionals: ClosedRange<Int>, usage: String) throws -> ClientArguments {
+            try ClientArguments(rest, valued: valued, switches: switches, positionals: positionals, usage: usage)
+        }
         switch command {
-        case "submit": return try submit(rest)
+        case "submit":
+            let a = try arguments(valued: transferOptions.union(["priority", "key", "out"]), switches: ["no-masked-adain", "wait"],
+                                  positionals: 2...2, usage: "submit needs STRUCTURE APPEARANCE (two image files)")
+            return .submit(try submitParams(a), wait: a.flag("wait"), out: a.string("out"))
         case "status":
-            if let job = rest.first { return try show(try connection.call(.get, try JSONValue(encoding: JobReference(job: job))), as: JobInfo.self, line: describe) }
+            return .status(job: try arguments(positionals: 0...1, usage: "status takes at most one job id").positionals.first)
+        case "list":
+            return .list(limit: try arguments(valued: ["limit"], positionals: 0...0, usage: "list takes no arguments").integer("limit", in: 1...1000) ?? 100)
+        case "watch", "cancel", "retry":
+            let job = try arguments(positionals: 1...1, usage: "\(command) needs one job id").positionals[0]
+            return command == "watch" ? .watch(job: job) : command == "cancel" ? .cancel(job: job) : .retry(job: job)
+        case "result":
+            let a = try arguments(valued: ["out"], positionals: 1...1, usage: "result needs JOB --out FILE")
+            guard let out = a.string("out") else { throw ClientArguments.usage("result needs JOB --out FILE") }
+            return .result(job: a.positionals[0], out: out)
+        case "pause", "resume", "reload":
+            _ = try arguments(positionals: 0...0, usage: "\(command) takes no arguments")
+            return .admin(command == "pause" ? .pause : command == "resume" ? .resume : .reload)
+        case "info":
+            _ = try arguments(positionals: 0...0, usage: "info takes no arguments")
+            return .info
+        default:
+            throw ClientArguments.usage("unknown command '\(command)'")
+        }
+    }
+
+    /// The submit request: both files read, every option parsed (the daemon checks the values
+    /// against the model and answers invalid_options naming the one it refuses).
+    static func submitParams(_ a: ClientArguments) throws -> SubmitParams {
+        func file(_ path: String) throws -> String {
+            guard let data = FileManager.default.contents(atPath: path) else { throw ClientArguments.usage("\(path): cannot read the file") }
+            return data.base64EncodedString()
+        }
+        var p = TransferParameters()
+        p.domain = a.string("domain")
+        p.prompt = a.string("prompt")
+        p.objectNoun = a.string("object-noun")
+        p.seed = try a.parse("seed", as: "a whole number in 0…\(TransferParameters.maximumSeed)") { UInt64($0).flatMap { $0 <= TransferParameters.maximumSeed ? $0 : nil } }
+        p.timesteps = try a.integer("timesteps", in: 1...1000)
+        p.skip = try a.integer("skip", in: 0...999)
+        if a.flag("no-masked-adain") { p.maskedAdain = false }
+        p.swapGuidance = try a.number("swap-guidance")
+        p.contrast = try a.number("contrast")
+        p.crossAttnRange0 = try a.range("cross-attn-range-0")
+        p.crossAttnRange1 = try a.range("cross-attn-range-1")
+        p.adainRange = try a.range("adain-range")
+        return SubmitParams(structure: try file(a.positionals[0]), appearance: try file(a.positionals[1]), options: p,
+                            priority: try a.integer("priority", in: TransferParameters.priorities), idempotencyKey: a.string("key"))
+    }
+
+    func run(_ command: Command) throws -> Int32 {
+        switch command {
+        case let .submit(request, wait, out): return try submit(request, wait: wait, out: out)
+        case let .status(job?):
+            return try show(try connection.call(.get, try JSONValue(encoding: JobReference(job: job))), as: JobInfo.self, line: describe)
+        case .status(nil):
             return try show(try connection.call(.status), as: DaemonStatus.self) { s in
                 "\(s.server) \(s.state)\(s.paused ? " (paused)" : ""): \(s.queued)/\(s.queueLimit) queued, running \(s.running ?? "nothing"); model \(s.model.state) (\(s.model.path))"
                     + (s.folders ?? []).map { f in "\nfolder \(f.name) (\(f.path)): \(f.mode), \(f.waiting) waiting, \(f.processing) processing" }.joined()
             }
-        case "list":
-            let limit = try option("limit", in: rest).map { text -> Int in
-                guard let n = Int(text), (1...1000).contains(n) else { throw ClientError(kind: .usage, description: "--limit takes 1…1000") }
-                return n
-            } ?? 100
+        case let .list(limit):
             return try show(try connection.call(.list, try JSONValue(encoding: ListParams(limit: limit))), as: ListResult.self) { r in
                 r.jobs.isEmpty ? "no jobs" : r.jobs.map(describe).joined(separator: "\n")
             }
-        case "watch":
-            guard let job = rest.first else { throw ClientError(kind: .usage, description: "watch needs a job id") }
-            return try watch(job)
-        case "cancel", "retry":
-            guard let job = rest.first else { throw ClientError(kind: .usage, description: "\(command) needs a job id") }
-            return try show(try connection.call(command == "cancel" ? .cancel : .retry, try JSONValue(encoding: JobReference(job: job))),
-                            as: Acknowledgement.self) { a in a.job.map(describe) ?? "ok" }
-        case "result":
-            guard let job = rest.first, let out = option("out", in: rest) else { throw ClientError(kind: .usage, description: "result needs JOB --out FILE") }
-            return try saveResult(job, to: out)
-        case "pause", "resume", "reload":
-            let method: RPCMethod = command == "pause" ? .pause : command == "resume" ? .resume : .reload
-            return try show(try connection.call(method), as: Acknowledgement.self) { _ in "ok" }
-        case "info":
+        case let .watch(job): return try watch(job)
+        case let .cancel(job), let .retry(job):
+            let method: RPCMethod
+            if case .cancel = command { method = .cancel } else { method = .retry }
+            return try show(try connection.call(method, try JSONValue(encoding: JobReference(job: job))), as: JobAcknowledgement.self) { a in
+                describe(a.job)
+            }
+        case let .result(job, out): return try saveResult(job, to: out)
+        case let .admin(method): return try show(try connection.call(method), as: Acknowledgement.self) { _ in "ok" }
+        case .info:
             return try show(try connection.call(.modelStatus), as: ModelStatus.self) { m in
                 "model \(m.state): \(m.path)" + (m.identity.map { " identity \($0.prefix(16))" } ?? "") + (m.loadSeconds.map { String(format: ", loaded in %.1f s", $0) } ?? "")
             }
-        default:
-            throw ClientError(kind: .usage, description: "unknown command '\(command)'")
         }
     }
 
@@ -81,43 +143,9 @@ struct Commands {
         return 0
     }
 
-    func option(_ name: String, in arguments: [String]) -> String? {
-        guard let i = arguments.firstIndex(of: "--\(name)"), i + 1 < arguments.count else { return nil }
-        return arguments[i + 1]
-    }
-
-    func submit(_ arguments: [String]) throws -> Int32 {
-        let positional = Self.positionals(arguments, valued: ["domain", "prompt", "object-noun", "seed", "timesteps", "skip", "swap-guidance",
-                                                              "contrast", "cross-attn-range-0", "cross-attn-range-1", "adain-range", "priority", "key", "out"])
-        guard positional.count == 2 else { throw ClientError(kind: .usage, description: "submit needs STRUCTURE.png APPEARANCE.png") }
-        func file(_ path: String) throws -> String {
-            guard let data = FileManager.default.contents(atPath: path) else { throw ClientError(kind: .usage, description: "\(path): cannot read the file") }
-            return data.base64EncodedString()
-        }
-        var p = TransferParameters()
-        p.domain = option("domain", in: arguments)
-        p.prompt = option("prompt", in: arguments)
-        p.objectNoun = option("object-noun", in: arguments)
-        p.seed = option("seed", in: arguments).flatMap(UInt64.init)
-        p.timesteps = option("timesteps", in: arguments).flatMap(Int.init)
-        p.skip = option("skip", in: arguments).flatMap(Int.init)
-        if arguments.contains("--no-masked-adain") { p.maskedAdain = false }
-        p.swapGuidance = option("swap-guidance", in: arguments).flatMap(Double.init)
-        p.contrast = option("contrast", in: arguments).flatMap(Double.init)
-        func range(_ name: String) throws -> [Int]? {
-            guard let text = option(name, in: arguments) else { return nil }
-            let parts = text.split(separator: ":").compactMap { Int($0) }
-            guard parts.count == 2 else { throw ClientError(kind: .usage, description: "--\(name) must be A:B") }
-            return parts
-        }
-        p.crossAttnRange0 = try range("cross-attn-range-0")
-        p.crossAttnRange1 = try range("cross-attn-range-1")
-        p.adainRange = try range("adain-range")
-        let request = SubmitParams(structure: try file(positional[0]), appearance: try file(positional[1]), options: p,
-                                   priority: option("priority", in: arguments).flatMap(Int.init), idempotencyKey: option("key", in: arguments))
+    func submit(_ request: SubmitParams, wait: Bool, out: String?) throws -> Int32 {
         let submitted = try connection.call(.submit, try JSONValue(encoding: request)).decode(SubmitResult.self)
-        let out = option("out", in: arguments)
-        guard arguments.contains("--wait") || out != nil else {
+        guard wait || out != nil else {
             if json { print(String(decoding: try JSONEncoder.pretty.encode(submitted), as: UTF8.self)) } else { print(submitted.job.id) }
             return 0
         }
@@ -161,17 +189,6 @@ struct Commands {
         try png.write(to: URL(fileURLWithPath: path), options: .atomic)
         if !json { print("wrote \(path)") }
         return 0
-    }
-
-    /// Arguments that are neither options nor option values.
-    static func positionals(_ arguments: [String], valued: Set<String>) -> [String] {
-        var result: [String] = []
-        var i = 0
-        while i < arguments.count {
-            let a = arguments[i]
-            if a.hasPrefix("--") { i += valued.contains(String(a.dropFirst(2))) ? 2 : 1 } else { result.append(a); i += 1 }
-        }
-        return result
     }
 }
 

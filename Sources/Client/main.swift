@@ -11,7 +11,7 @@ if let i = arguments.firstIndex(of: "--socket"), i + 1 < arguments.count {
 let socketPath = socketOption ?? ProcessInfo.processInfo.environment["XATTN_SOCKET"] ?? "/run/xattnd.sock"
 let json = arguments.contains("--json")
 arguments.removeAll { $0 == "--json" }
-guard let command = arguments.first, !["-h", "--help", "help"].contains(command) else {
+guard let command = arguments.first, !arguments.contains(where: { ["-h", "--help", "help"].contains($0) }) else {
     print(Commands.usage)
     exit(arguments.isEmpty ? 2 : 0)
 }
@@ -20,9 +20,10 @@ if command == "--version" || command == "version" {
     exit(0)
 }
 do {
+    let parsed = try Commands.parse(command, Array(arguments.dropFirst()))
     let commands = Commands(connection: try Connection(path: socketPath), json: json)
     try commands.hello()
-    exit(try commands.run(command, Array(arguments.dropFirst())))
+    exit(try commands.run(parsed))
 } catch let error as ClientError {
     FileHandle.standardError.write(Data("xattnctl: \(error.description)\n".utf8))
     if error.kind == .usage { FileHandle.standardError.write(Data((Commands.usage + "\n").utf8)) }

@@ -13,6 +13,10 @@ struct DaemonSettings: Equatable {
     var adminGroup: String?
     var maxAttempts = 3
     var idleTimeout = 300
+    /// Connections served at once, bytes held in unanswered requests, seconds per frame.
+    var maxConnections = 64
+    var maxBufferedBytes = 256 << 20
+    var frameTimeout = 30
     var cache = true
     var cacheDirectory: String?
     var cacheSizeMB = 2048
@@ -49,6 +53,9 @@ struct DaemonSettings: Equatable {
             case "admin_group": adminGroup = try field.string()
             case "max_attempts": maxAttempts = try field.integer(1...100)
             case "idle_timeout": idleTimeout = try field.integer(1...86400)
+            case "max_connections": maxConnections = try field.integer(1...100_000)
+            case "max_buffered_bytes": maxBufferedBytes = try field.integer(1024...(1 << 40))
+            case "frame_timeout": frameTimeout = try field.integer(1...3600)
             case "cache": cache = try field.bool()
             case "cache_dir": cacheDirectory = try field.string()
             case "cache_size_mb": cacheSizeMB = try field.integer(1...1_000_000)
@@ -78,6 +85,9 @@ struct DaemonSettings: Equatable {
         if let v = a.string("admin-group") { adminGroup = v }
         if let v = try a.parse("max-attempts", as: "a whole number ≥ 1", { Int($0).flatMap { $0 >= 1 ? $0 : nil } }) { maxAttempts = v }
         if let v = try a.parse("idle-timeout", as: "seconds ≥ 1", { Int($0).flatMap { $0 >= 1 ? $0 : nil } }) { idleTimeout = v }
+        if let v = try a.parse("max-connections", as: "a whole number ≥ 1", { Int($0).flatMap { $0 >= 1 ? $0 : nil } }) { maxConnections = v }
+        if let v = try a.parse("max-buffered-bytes", as: "a number of bytes ≥ 1024", { Int($0).flatMap { $0 >= 1024 ? $0 : nil } }) { maxBufferedBytes = v }
+        if let v = try a.parse("frame-timeout", as: "seconds ≥ 1", { Int($0).flatMap { $0 >= 1 ? $0 : nil } }) { frameTimeout = v }
         if a.flag("no-cache") { cache = false }
         if let v = a.string("cache-dir") { cacheDirectory = v }
     }
@@ -93,6 +103,10 @@ struct DaemonSettings: Equatable {
                 throw Invalid(description: "hot folder '\(folder.name)': cannot read the fixed image \(fixed)")
             }
         }
+    }
+
+    var connectionLimits: ConnectionLimits {
+        ConnectionLimits(maxConnections: maxConnections, maxBufferedBytes: maxBufferedBytes, frameTimeout: frameTimeout, idleTimeout: idleTimeout)
     }
 
     var adminGID: gid_t? { adminGroup.flatMap { getgrnam($0)?.pointee.gr_gid } }

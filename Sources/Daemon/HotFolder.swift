@@ -229,7 +229,7 @@ final class HotFolder {
             return
         }
         fields["job"] = job.map { .string($0) } ?? .null
-        fields["time"] = .string(JobConversion.formatter.string(from: Date()))
+        fields["time"] = .string(JobConversion.timestamp(Date()))
         fields["folder"] = .string(settings.name)
         fields["inputs"] = .array(present.map { .string(moved + $0) })
         do {

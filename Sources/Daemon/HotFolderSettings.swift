@@ -53,7 +53,7 @@ struct HotFolderSettings: Equatable {
                 let image = try field.string()
                 guard image.hasPrefix("/") else { throw field.invalid("must be an absolute path") }
                 if key == "appearance" { folder.appearance = image } else { folder.structure = image }
-            case "priority": folder.priority = try field.integer()
+            case "priority": folder.priority = try field.integer(TransferParameters.priorities)
             case "domain": folder.options.domain = try field.string()
             case "prompt": folder.options.prompt = try field.string()
             case "object_noun": folder.options.objectNoun = try field.string()

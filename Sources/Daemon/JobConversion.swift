@@ -4,14 +4,17 @@ import Wire
 
 /// Between the wire's job types and the engine's.
 enum JobConversion {
-    static let formatter: ISO8601DateFormatter = ISO8601DateFormatter()
+    /// ISO 8601 in UTC ("2026-11-26T22:57:50Z"). A format style is a value, safe on every thread
+    /// (one shared ISO8601DateFormatter, a class, was used from the event loop, the connection
+    /// queues, the worker and the hot-folder queue at once).
+    static func timestamp(_ date: Date) -> String { date.formatted(.iso8601) }
 
     static func info(_ r: JobRecord, progress: JobProgress? = nil) -> JobInfo {
         let parameters = (try? JSONDecoder().decode(TransferParameters.self, from: Data(r.parameters.utf8))) ?? TransferParameters()
         let error = r.error.flatMap { try? JSONDecoder().decode(RPCErrorObject.self, from: Data($0.utf8)) }
         return JobInfo(id: r.id, state: r.jobState, priority: r.priority, owner: UInt32(clamping: r.owner), source: r.source,
-                       folder: r.folder, attempts: r.attempts, createdAt: formatter.string(from: r.createdAt),
-                       startedAt: r.startedAt.map(formatter.string), finishedAt: r.finishedAt.map(formatter.string),
+                       folder: r.folder, attempts: r.attempts, createdAt: timestamp(r.createdAt),
+                       startedAt: r.startedAt.map(timestamp), finishedAt: r.finishedAt.map(timestamp),
                        progress: progress, error: error, options: parameters)
     }
 
@@ -21,7 +24,10 @@ enum JobConversion {
         if let v = p.domain { o.domain = v }
         o.prompt = p.prompt
         o.objectNoun = p.objectNoun
-        if let v = p.seed { o.seed = v }
+        if let v = p.seed {
+            guard v <= TransferParameters.maximumSeed else { throw TransferError.invalidOption(option: "seed", reason: "must be in 0…\(TransferParameters.maximumSeed), got \(v)") }
+            o.seed = v
+        }
         if let v = p.timesteps { o.timesteps = v }
         if let v = p.skip { o.skip = v }
         if let v = p.maskedAdain { o.maskedAdaIN = v }

@@ -17,13 +17,16 @@ final class RPCServer: @unchecked Sendable {
     let events: EventHub
     let logger: Logger
     let isAdmin: (UInt32, UInt32) -> Bool
-    let idleTimeout: TimeAmount
+    let budget: ConnectionBudget
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private var channel: Channel?
+    private let lock = NSLock()
+    private var open: [ObjectIdentifier: ConnectionHandler] = [:]
+    private var stopped = false
 
-    init(service: RPCService, events: EventHub, logger: Logger, idleTimeoutSeconds: Int64, isAdmin: @escaping (UInt32, UInt32) -> Bool) {
+    init(service: RPCService, events: EventHub, logger: Logger, limits: ConnectionLimits, isAdmin: @escaping (UInt32, UInt32) -> Bool) {
         (self.service, self.events, self.logger, self.isAdmin) = (service, events, logger, isAdmin)
-        idleTimeout = .seconds(idleTimeoutSeconds)
+        budget = ConnectionBudget(limits)
     }
 
     /// Listens on the socket systemd passed (LISTEN_FDS), else binds `path` (mode 0660).
@@ -31,9 +34,7 @@ final class RPCServer: @unchecked Sendable {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 64)
             .childChannelInitializer { [self] channel in
-                channel.pipeline.addHandler(IdleStateHandler(readTimeout: idleTimeout)).flatMap {
-                    channel.pipeline.addHandler(ConnectionHandler(server: self))
-                }
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(ConnectionHandler(server: self)) }
             }
         if let fd = Self.inheritedSocket() {
             channel = try bootstrap.withBoundSocket(fd).wait()
@@ -52,9 +53,22 @@ final class RPCServer: @unchecked Sendable {
         _ = group.next().scheduleRepeatedTask(initialDelay: period, delay: period) { _ in Systemd.notify("WATCHDOG=1") }
     }
 
-    /// Stops accepting connections (open ones finish their replies).
+    func register(_ connection: ConnectionHandler) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        guard !stopped else { return false }
+        open[ObjectIdentifier(connection)] = connection
+        return true
+    }
+
+    func unregister(_ connection: ConnectionHandler) { lock.lock(); open[ObjectIdentifier(connection)] = nil; lock.unlock() }
+
+    /// Stops accepting connections, lets each open one answer what it has received (watchers have
+    /// had their last notifications: the worker stops first), closes them, then the event loop.
+    /// Nothing is written to a loop that has shut down (SwiftNIO makes that a crash).
     func stop() {
+        lock.lock(); stopped = true; let connections = Array(open.values); lock.unlock()
         try? channel?.close().wait()
+        for connection in connections { connection.finish() }
         try? group.syncShutdownGracefully()
     }
 
@@ -67,26 +81,41 @@ final class RPCServer: @unchecked Sendable {
     }
 }
 
-/// One connection: bytes → frames → messages → replies, in order, off the event loop.
+/// One connection: bytes → frames → messages → replies, in order, off the event loop. Every byte
+/// it holds is counted in the server's budget; a tick on the event loop sends heartbeats, closes
+/// an idle connection and times out a frame that does not complete.
 final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     /// Malformed messages tolerated before the connection is closed.
     static let faultLimit = 8
+    /// A watching connection hears something at least this often (protocol/README.md).
+    static let heartbeatInterval: TimeInterval = 15
     let server: RPCServer
     private var decoder: FrameDecoder
     private var session: Session?
-    /// Set on the event loop when the peer credentials arrive, read on the request queue.
-    private var peer = Caller(uid: 65534, gid: 65534, isAdmin: false)
-    private let peerLock = NSLock()
-    private var caller: Caller {
-        get { peerLock.lock(); defer { peerLock.unlock() }; return peer }
-        set { peerLock.lock(); peer = newValue; peerLock.unlock() }
-    }
+    private var channel: Channel?
     private let queue = DispatchQueue(label: "xattn-connection")
     private var faults = 0
-    private var heartbeat: RepeatedTask?
+    private var tick: RepeatedTask?
+    /// Event loop only: admitted to the budget; bytes of the decoder's unfinished frame counted
+    /// there; when that frame began; when the last complete request arrived.
+    private var admitted = false
+    private var decoderHeld = 0
+    private var partialSince: Date?
+    private var lastRequest = Date()
+
+    /// Shared with the request queue and the worker's notifications.
+    private let lock = NSLock()
+    private var peer = Caller(uid: 65534, gid: 65534, isAdmin: false)
+    private var lastSent = Date()
+    private var closing = false
+
+    private var caller: Caller {
+        get { lock.lock(); defer { lock.unlock() }; return peer }
+        set { lock.lock(); peer = newValue; lock.unlock() }
+    }
 
     init(server: RPCServer) {
         self.server = server
@@ -95,80 +124,141 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func channelActive(context: ChannelHandlerContext) {
         let channel = context.channel
-        session = Session { message in Self.write(message, to: channel) }
+        self.channel = channel
+        guard server.budget.admitConnection() else {
+            let limit = server.budget.limits.maxConnections
+            server.logger.warning("refusing a connection: \(limit) are open")
+            write(.error(id: nil, error: WireError.overloaded("the daemon serves its maximum of \(limit) connections; try again later").object))
+            context.close(promise: nil)
+            return
+        }
+        admitted = true
+        guard server.register(self) else { context.close(promise: nil); return }
+        session = Session { [weak self] message in self?.send(message) }
         if let provider = channel as? SocketOptionProvider {
             let credentials: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(level: NIOBSDSocket.OptionLevel(rawValue: SOL_SOCKET), name: NIOBSDSocket.Option(rawValue: SO_PEERCRED))
             credentials.whenSuccess { [self] c in
                 caller = Caller(uid: c.uid, gid: c.gid, isAdmin: server.isAdmin(c.uid, c.gid))
             }
         }
-        heartbeat = channel.eventLoop.scheduleRepeatedTask(initialDelay: .seconds(15), delay: .seconds(15)) { [weak self] _ in
-            guard let session = self?.session, session.isWatching else { return }
-            let time = JobConversion.formatter.string(from: Date())
-            session.send(.notification(method: RPCNotificationName.heartbeat.rawValue, params: try? JSONValue(encoding: Heartbeat(time: time))))
+        tick = channel.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(500), delay: .milliseconds(500)) { [weak self] _ in
+            self?.onTick()
         }
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        heartbeat?.cancel()
+        tick?.cancel()
         session?.close(server.events)
+        if admitted {
+            server.budget.release(decoderHeld)
+            decoderHeld = 0
+            server.budget.releaseConnection()
+            admitted = false
+        }
+        server.unregister(self)
         context.fireChannelInactive()
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        // Idle peers are closed, unless they are watching a job (heartbeats keep them).
-        if event is IdleStateHandler.IdleStateEvent, !(session?.isWatching ?? false) {
-            context.close(promise: nil)
+    /// Event loop: heartbeats while watching, the idle timeout otherwise, and the frame timeout.
+    private func onTick() {
+        let now = Date()
+        let limits = server.budget.limits
+        if let since = partialSince, now.timeIntervalSince(since) >= Double(limits.frameTimeout) {
+            refuse(.overloaded("a frame did not complete within \(limits.frameTimeout) s"))
             return
         }
-        context.fireUserInboundEventTriggered(event)
+        if session?.isWatching == true {
+            lock.lock(); let quiet = now.timeIntervalSince(lastSent); lock.unlock()
+            if quiet >= Self.heartbeatInterval {
+                send(.notification(method: RPCNotificationName.heartbeat.rawValue,
+                                   params: try? JSONValue(encoding: Heartbeat(time: JobConversion.timestamp(now)))))
+            }
+        } else if partialSince == nil, now.timeIntervalSince(lastRequest) >= Double(limits.idleTimeout) {
+            channel?.close(promise: nil)
+        }
+    }
+
+    /// Answers `error` (no id: it concerns the connection) and closes.
+    private func refuse(_ error: WireError) {
+        write(.error(id: nil, error: error.object))
+        channel?.close(promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard admitted, !isClosing else { return }
         let buffer = unwrapInboundIn(data)
+        let incoming = buffer.readableBytes
+        guard server.budget.reserve(incoming) else {
+            let limit = server.budget.limits.maxBufferedBytes
+            server.logger.warning("closing a connection: the daemon holds its maximum of \(limit) bytes of unfinished requests")
+            refuse(.overloaded("the daemon holds its maximum of \(limit) bytes of unanswered requests; try again later"))
+            return
+        }
         let frames: [Data]
         do {
             frames = try decoder.feed(Data(buffer.readableBytesView))
         } catch let error as FramingError {
-            let reply: WireError
+            server.budget.release(decoderHeld + incoming)
+            decoderHeld = 0
             switch error {
-            case let .frameTooLarge(length, maximum): reply = .frameTooLarge(length: length, maximum: maximum)
-            case .emptyFrame: reply = .invalidRequest("zero-length frame")
+            case let .frameTooLarge(length, maximum): refuse(.frameTooLarge(length: length, maximum: maximum))
+            case .emptyFrame: refuse(.invalidRequest("zero-length frame"))
             }
-            Self.write(.error(id: nil, error: reply.object), to: context.channel)
-            context.close(promise: nil)  // the rest of the stream cannot be framed
             return
         } catch {
             context.close(promise: nil)
             return
         }
-        let channel = context.channel
+        // What is held now: the decoder's unfinished frame and the frames waiting for the queue
+        // (their length prefixes are gone).
+        let framed = frames.reduce(0) { $0 + $1.count }
+        server.budget.release(decoderHeld + incoming - decoder.bufferedByteCount - framed)
+        decoderHeld = decoder.bufferedByteCount
+        if !frames.isEmpty { lastRequest = Date(); partialSince = nil }
+        if decoderHeld > 0 && partialSince == nil { partialSince = Date() }
         for frame in frames {
-            queue.async { [self] in process(frame, channel: channel) }
+            queue.async { [self] in
+                defer { server.budget.release(frame.count) }
+                process(frame)
+            }
         }
     }
 
-    private func process(_ frame: Data, channel: Channel) {
-        guard let session else { return }
+    private var isClosing: Bool { lock.lock(); defer { lock.unlock() }; return closing }
+
+    /// At shutdown: takes no more requests, answers those received, then closes.
+    func finish() {
+        lock.lock(); closing = true; lock.unlock()
+        queue.sync {}
+        try? channel?.close().wait()
+    }
+
+    private func process(_ frame: Data) {
+        guard let session, !isClosing else { return }
         do {
             let message = try RPCMessage.decode(frame)
-            if let reply = server.service.handle(message, caller: caller, session: session) { Self.write(reply, to: channel) }
+            if let reply = server.service.handle(message, caller: caller, session: session) { send(reply) }
         } catch let failure as RPCFailure {
-            Self.write(.error(id: failure.id, error: failure.error), to: channel)
+            send(.error(id: failure.id, error: failure.error))
             faults += 1
             if faults >= Self.faultLimit {
                 server.logger.warning("closing a connection that sent \(faults) malformed messages")
-                channel.close(promise: nil)
+                channel?.close(promise: nil)
             }
         } catch {
-            Self.write(.error(id: nil, error: WireError.internalError("\(error)").object), to: channel)
+            send(.error(id: nil, error: WireError.internalError("\(error)").object))
         }
     }
 
-    /// Thread-safe: NIO hops to the channel's event loop.
-    static func write(_ message: RPCMessage, to channel: Channel) {
-        guard let payload = try? message.encoded() else { return }
+    /// Thread-safe: NIO hops to the channel's event loop. Notes the time for the heartbeat rule.
+    func send(_ message: RPCMessage) {
+        lock.lock(); lastSent = Date(); lock.unlock()
+        write(message)
+    }
+
+    private func write(_ message: RPCMessage) {
+        guard let channel, channel.isActive, let payload = try? message.encoded() else { return }
         let framed = FrameEncoder.frame(payload)
         var buffer = channel.allocator.buffer(capacity: framed.count)
         buffer.writeBytes(framed)

@@ -107,15 +107,26 @@ final class RPCService: @unchecked Sendable {
         }
     }
 
+    /// Params as the method's type; a field that does not fit is named (a transfer option's as
+    /// `invalid_options`, anything else as `invalid_params`).
     private func decode<T: Decodable>(_ type: T.Type, _ params: JSONValue) throws -> T {
         do { return try params.decode(T.self) } catch let error as WireError { throw error } catch {
-            throw WireError.invalidParams("params do not fit the method: \(error)")
+            let problem = DecodingProblem.describe(error)
+            if problem.path.first == "options" { throw WireError.invalidOptions(problem.text) }
+            throw WireError.invalidParams(problem.text)
+        }
+    }
+
+    static func checkPriority(_ priority: Int?) throws {
+        if let priority, !TransferParameters.priorities.contains(priority) {
+            throw WireError.invalidParams("priority: must be in \(TransferParameters.priorities.lowerBound)…\(TransferParameters.priorities.upperBound), got \(priority)")
         }
     }
 
     private func dispatch(_ method: String, params: JSONValue, caller: Caller, session: Session) throws -> JSONValue {
+        // Before the handshake every other method, known or not, is invalid_request (spec: Handshake).
+        if method != RPCMethod.hello.rawValue && !session.greeted { throw WireError.invalidRequest("send daemon.hello first") }
         guard let known = RPCMethod(rawValue: method) else { throw WireError.methodNotFound(method) }
-        if known != .hello && !session.greeted { throw WireError.invalidRequest("send daemon.hello first") }
         switch known {
         case .hello:
             let hello = try decode(HelloParams.self, params)
@@ -138,7 +149,7 @@ final class RPCService: @unchecked Sendable {
             do { try reload() } catch {
                 throw WireError.invalidState("the configuration was not applied: \(error); the previous one stays in effect")
             }
-            return try JSONValue(encoding: Acknowledgement(ok: true, job: nil))
+            return try JSONValue(encoding: Acknowledgement())
         case .submit:
             return try JSONValue(encoding: try submit(try decode(SubmitParams.self, params), caller: caller))
         case .get:
@@ -156,25 +167,27 @@ final class RPCService: @unchecked Sendable {
             try authorize(job, caller)
             let record = try store.retry(job)
             worker?.wake()
-            return try JSONValue(encoding: Acknowledgement(ok: true, job: JobConversion.info(record)))
+            return try JSONValue(encoding: JobAcknowledgement(job: JobConversion.info(record)))
         case .setPriority:
             let request = try decode(SetPriorityParams.self, params)
+            try Self.checkPriority(request.priority)
             try authorize(request.job, caller)
             let record = try store.setPriority(request.job, request.priority)
             worker?.wake()
-            return try JSONValue(encoding: Acknowledgement(ok: true, job: JobConversion.info(record)))
+            return try JSONValue(encoding: JobAcknowledgement(job: JobConversion.info(record)))
         case .result:
             return try JSONValue(encoding: try result(try decode(JobReference.self, params).job))
         case .pause, .resume:
             guard caller.isAdmin else { throw WireError.permissionDenied("\(method) needs an admin") }
             try store.setPaused(known == .pause)
             worker?.wake()
-            return try JSONValue(encoding: Acknowledgement(ok: true, job: nil))
+            return try JSONValue(encoding: Acknowledgement())
         }
     }
 
     private func submit(_ request: SubmitParams, caller: Caller) throws -> SubmitResult {
         guard !isStopping else { throw WireError.shuttingDown }
+        try Self.checkPriority(request.priority)
         guard let structure = Data(base64Encoded: request.structure), let appearance = Data(base64Encoded: request.appearance) else {
             throw WireError.invalidParams("structure and appearance must be base64")
         }
@@ -216,17 +229,17 @@ final class RPCService: @unchecked Sendable {
         return snapshot
     }
 
-    private func cancel(_ job: String, caller: Caller) throws -> Acknowledgement {
+    private func cancel(_ job: String, caller: Caller) throws -> JobAcknowledgement {
         let record = try authorize(job, caller)
         switch record.jobState {
         case .queued:
             let cancelled = try store.cancelQueued(job)
             let info = JobConversion.info(cancelled)
             events.publish(job, .state(info))
-            return Acknowledgement(ok: true, job: info)
+            return JobAcknowledgement(job: info)
         case .running:
             guard worker?.cancel(job) == true else { throw WireError.invalidState("job \(job) is ending") }
-            return Acknowledgement(ok: true, job: JobConversion.info(record))
+            return JobAcknowledgement(job: JobConversion.info(record))
         default:
             throw WireError.invalidState("job \(job) is \(record.state)")
         }

@@ -9,13 +9,15 @@ enum RunCommand {
     static let usage = """
         usage: xattnd run [--config FILE] [--model DIR_OR_FILE] [--state-dir DIR] [--socket PATH]
           [--socket-group NAME] [--queue-limit N] [--max-frame-size BYTES] [--admin-group NAME]
-          [--max-attempts N] [--idle-timeout SECONDS] [--cache-dir DIR] [--no-cache] [--tokenizer DIR]
+          [--max-attempts N] [--idle-timeout SECONDS] [--max-connections N] [--max-buffered-bytes BYTES]
+          [--frame-timeout SECONDS] [--cache-dir DIR] [--no-cache] [--tokenizer DIR]
         Flags override the configuration file (TOML; see systemd/xattnd.toml).
         """
 
     static func run(_ raw: [String]) throws {
         let flags = try Arguments(raw, valued: ["config", "model", "state-dir", "socket", "socket-group", "queue-limit", "max-frame-size",
-                                                "admin-group", "max-attempts", "idle-timeout", "cache-dir", "tokenizer"], switches: ["no-cache"])
+                                                "admin-group", "max-attempts", "idle-timeout", "max-connections", "max-buffered-bytes",
+                                                "frame-timeout", "cache-dir", "tokenizer"], switches: ["no-cache"])
         let settings: DaemonSettings
         do { settings = try DaemonSettings.load(file: flags.string("config"), flags: flags) } catch let error as DaemonSettings.Invalid {
             throw Arguments.UsageError(description: error.description)
@@ -37,7 +39,7 @@ enum RunCommand {
                                  loading: ModelStatus(state: "loading", path: modelPath, identity: nil, loadSeconds: nil, error: nil))
         let adminGroup = LockedValue(settings.adminGID)
         let ownUID = getuid()
-        let server = RPCServer(service: service, events: events, logger: logger, idleTimeoutSeconds: Int64(settings.idleTimeout)) { uid, gid in
+        let server = RPCServer(service: service, events: events, logger: logger, limits: settings.connectionLimits) { uid, gid in
             uid == 0 || uid == ownUID || (adminGroup.value.map { isMember(uid: uid, gid: gid, of: $0) } ?? false)
         }
         try server.start(path: settings.socket)
@@ -89,6 +91,7 @@ enum RunCommand {
             service.limits = ServiceLimits(queueLimit: fresh.queueLimit, maximumFrameSize: fresh.maximumFrameSize)
             worker.retention = (fresh.resultRetentionDays, fresh.resultRetentionCount)
             adminGroup.value = fresh.adminGID
+            server.budget.limits = fresh.connectionLimits
         }
         let reload = {
             Systemd.notify("RELOADING=1")
@@ -110,8 +113,10 @@ enum RunCommand {
             Systemd.notify("STOPPING=1")
             service.beginShutdown()
             hotFolders.stop()
-            server.stop()
+            // The worker first: the running job goes back to the queue and its watchers hear so;
+            // then the connections answer what they hold and close, then the event loop.
             worker.shutdown()
+            server.stop()
             done.signal()
         }
         Systemd.notify("READY=1\nSTATUS=ready")

@@ -1,5 +1,6 @@
 import Core
 import Foundation
+import Wire
 
 /// `xattnd transfer`: one transfer in the foreground, without the service (scripts, benchmarks,
 /// checks). Progress on stderr, the image written atomically at the end.
@@ -57,12 +58,14 @@ enum TransferCommand {
         if let domain = a.string("domain") { o.domain = domain }
         o.prompt = a.string("prompt")
         o.objectNoun = a.string("object-noun")
-        if let seed = try a.parse("seed", as: "a whole number ≥ 0", { UInt64($0) }) { o.seed = seed }
+        if let seed = try a.parse("seed", as: "a whole number in 0…\(TransferParameters.maximumSeed)", {
+            UInt64($0).flatMap { $0 <= TransferParameters.maximumSeed ? $0 : nil }
+        }) { o.seed = seed }
         if let t = try a.parse("timesteps", as: "a whole number", { Int($0) }) { o.timesteps = t }
         if let k = try a.parse("skip", as: "a whole number", { Int($0) }) { o.skip = k }
         o.maskedAdaIN = !a.flag("no-masked-adain")
-        if let x = try a.parse("swap-guidance", as: "a number", { Float($0) }) { o.swapGuidanceScale = x }
-        if let x = try a.parse("contrast", as: "a number", { Float($0) }) { o.contrastStrength = x }
+        if let x = try a.parse("swap-guidance", as: "a finite number", { Float($0).flatMap { $0.isFinite ? $0 : nil } }) { o.swapGuidanceScale = x }
+        if let x = try a.parse("contrast", as: "a finite number", { Float($0).flatMap { $0.isFinite ? $0 : nil } }) { o.contrastStrength = x }
         if let r = try a.parse("cross-attn-range-0", as: "A:B", { StepRange(parsing: $0) }) { o.crossAttentionRange0 = r }
         if let r = try a.parse("cross-attn-range-1", as: "A:B", { StepRange(parsing: $0) }) { o.crossAttentionRange1 = r }
         if let r = try a.parse("adain-range", as: "A:B", { StepRange(parsing: $0) }) { o.adainRange = r }

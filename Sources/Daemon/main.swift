@@ -7,6 +7,10 @@ let arguments = Array(CommandLine.arguments.dropFirst())
 
 /// Runs a subcommand; its error goes to stderr (with the usage for a usage error) and sets the exit code.
 func subcommand(_ name: String, usage: String, exitCode: (Error) -> Int32 = { $0 is Arguments.UsageError ? 2 : 1 }, _ body: ([String]) throws -> Void) {
+    if arguments.dropFirst().contains(where: { $0 == "--help" || $0 == "-h" }) {
+        print(usage)
+        exit(0)
+    }
     do {
         try body(Array(arguments.dropFirst()))
     } catch {

@@ -8,7 +8,7 @@ import Wire
     static let examples = DaemonHarness.repository.appendingPathComponent("protocol/examples")
     static let reasons: Set<String> = ["parse_error", "invalid_request", "method_not_found", "invalid_params", "internal_error", "queue_full",
                                        "job_not_found", "invalid_image", "permission_denied", "shutting_down", "model_not_ready",
-                                       "frame_too_large", "unsupported_protocol", "invalid_options", "invalid_state"]
+                                       "frame_too_large", "unsupported_protocol", "invalid_options", "invalid_state", "overloaded"]
 
     @Test func everyRequestExampleGetsADocumentedReply() throws {
         let daemon = try DaemonHarness()

@@ -83,4 +83,32 @@ import Wire
             #expect(object == error.object, "\(file)")
         }
     }
+
+    /// The rule for absent values (protocol/README.md): every field the daemon sends is present,
+    /// `null` when it does not apply. Each response and notification example is exactly what the
+    /// types encode once decoded, so an example that omits a field, or a type that omits one,
+    /// fails here.
+    @Test(arguments: ExampleTests.names.filter { $0.hasSuffix(".response.json") || $0.hasSuffix(".notification.json") })
+    func examplesShowEveryField(name: String) throws {
+        let stem = String(name.dropLast(".json".count))
+        let kind = stem.split(separator: ".").last.map(String.init) ?? ""
+        let method = String(stem.dropLast(kind.count + 1))
+        let (value, reencoded): (JSONValue, JSONValue)
+        switch try message(name) {
+        case let .response(_, result):
+            value = result
+            reencoded = try #require(RPCMethod(rawValue: method)).canonicalResult(result)
+        case let .notification(_, params?):
+            value = params
+            switch RPCNotificationName(rawValue: method) {
+            case .progress: reencoded = try JSONValue(encoding: try params.decode(ProgressNotification.self))
+            case .state: reencoded = try JSONValue(encoding: try params.decode(StateNotification.self))
+            case .heartbeat: reencoded = try JSONValue(encoding: try params.decode(Heartbeat.self))
+            case nil: Issue.record("unknown notification \(method)"); return
+            }
+        default:
+            Issue.record("\(name) is neither a response nor a notification with params"); return
+        }
+        #expect(value == reencoded, "\(name)")
+    }
 }

@@ -35,13 +35,49 @@ public enum JSONValue: Codable, Equatable, Sendable {
         }
     }
 
-    /// Re-encodes this value and decodes it as `T` (params into a method's own type).
+    /// This value as `T` (params into a method's own type); errors name the field.
     public func decode<T: Decodable>(_ type: T.Type) throws -> T {
-        try JSONDecoder().decode(T.self, from: JSONEncoder().encode(self))
+        try JSONValueDecoder.decode(T.self, from: self, at: [])
     }
 
     /// The JSON form of any encodable value.
     public init<T: Encodable>(encoding value: T) throws {
         self = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(value))
+    }
+}
+
+/// A decoding error said the way a person who sent the JSON can act on: where, and what was
+/// expected ("seed: expected a whole number 0…18446744073709551615"), never Foundation's "The
+/// given data was not valid JSON" for a number that is valid JSON but out of range.
+public enum DecodingProblem {
+    /// The failing field's dotted path and what it should have been.
+    public static func describe(_ error: Error) -> (path: [String], text: String) {
+        guard let error = error as? DecodingError else { return ([], "\(error)") }
+        func path(_ context: DecodingError.Context) -> [String] {
+            context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+        }
+        func found(_ context: DecodingError.Context) -> String { context.debugDescription.isEmpty ? "" : ", \(context.debugDescription)" }
+        func place(_ keys: [String]) -> String { keys.isEmpty ? "the value" : keys.joined(separator: ".") }
+        switch error {
+        case let .typeMismatch(type, context), let .valueNotFound(type, context):
+            return (path(context), "\(place(path(context))): expected \(expected(type))\(found(context))")
+        case let .keyNotFound(key, context):
+            return (path(context) + [key.stringValue], "\(place(path(context) + [key.stringValue])) is missing")
+        case let .dataCorrupted(context):
+            return (path(context), "\(place(path(context))): \(context.debugDescription)")
+        @unknown default:
+            return ([], "\(error)")
+        }
+    }
+
+    static func expected(_ type: Any.Type) -> String {
+        switch type {
+        case is UInt64.Type: return "a whole number 0…\(UInt64.max)"
+        case is Int.Type, is Int64.Type: return "a whole number \(Int.min)…\(Int.max)"
+        case is Double.Type, is Float.Type: return "a number"
+        case is String.Type: return "a string"
+        case is Bool.Type: return "true or false"
+        default: return "\(type)"
+        }
     }
 }

@@ -57,6 +57,11 @@ public struct TransferParameters: Codable, Equatable, Sendable {
     public var adainRange: [Int]?
     public init() {}
 
+    /// Seeds are 0…2⁶³−1: every JSON tool reads them as an integer (the sidecar records one).
+    public static let maximumSeed = UInt64(Int64.max)
+    /// Job priorities (`job.submit`, `job.setPriority`, a hot folder's `priority`).
+    public static let priorities = -1_000_000...1_000_000
+
     public enum CodingKeys: String, CodingKey, CaseIterable {
         case domain, prompt, objectNoun, seed, timesteps, skip, maskedAdain, swapGuidance, contrast
         case crossAttnRange0, crossAttnRange1, adainRange
@@ -90,6 +95,16 @@ public struct TransferParameters: Codable, Equatable, Sendable {
         crossAttnRange0 = try c.decodeIfPresent([Int].self, forKey: .crossAttnRange0)
         crossAttnRange1 = try c.decodeIfPresent([Int].self, forKey: .crossAttnRange1)
         adainRange = try c.decodeIfPresent([Int].self, forKey: .adainRange)
+    }
+
+    /// Every option's key, `null` for one not given (its default applies).
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(domain, forKey: .domain); try c.encode(prompt, forKey: .prompt); try c.encode(objectNoun, forKey: .objectNoun)
+        try c.encode(seed, forKey: .seed); try c.encode(timesteps, forKey: .timesteps); try c.encode(skip, forKey: .skip)
+        try c.encode(maskedAdain, forKey: .maskedAdain); try c.encode(swapGuidance, forKey: .swapGuidance); try c.encode(contrast, forKey: .contrast)
+        try c.encode(crossAttnRange0, forKey: .crossAttnRange0); try c.encode(crossAttnRange1, forKey: .crossAttnRange1)
+        try c.encode(adainRange, forKey: .adainRange)
     }
 
     /// `other`'s fields where it has them, ours otherwise.
@@ -134,6 +149,13 @@ public struct JobProgress: Codable, Equatable, Sendable {
     public init(phase: String, step: Int, total: Int, etaSeconds: Double? = nil) {
         (self.phase, self.step, self.total, self.etaSeconds) = (phase, step, total, etaSeconds)
     }
+
+    /// Every field present, `null` when unknown (protocol/README.md, "Absent values").
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(phase, forKey: .phase); try c.encode(step, forKey: .step); try c.encode(total, forKey: .total)
+        try c.encode(etaSeconds, forKey: .etaSeconds)
+    }
 }
 
 public struct JobInfo: Codable, Equatable, Sendable {
@@ -158,6 +180,15 @@ public struct JobInfo: Codable, Equatable, Sendable {
                 error: RPCErrorObject? = nil, options: TransferParameters) {
         (self.id, self.state, self.priority, self.owner, self.source, self.folder, self.attempts) = (id, state, priority, owner, source, folder, attempts)
         (self.createdAt, self.startedAt, self.finishedAt, self.progress, self.error, self.options) = (createdAt, startedAt, finishedAt, progress, error, options)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id); try c.encode(state, forKey: .state); try c.encode(priority, forKey: .priority)
+        try c.encode(owner, forKey: .owner); try c.encode(source, forKey: .source); try c.encode(folder, forKey: .folder)
+        try c.encode(attempts, forKey: .attempts); try c.encode(createdAt, forKey: .createdAt); try c.encode(startedAt, forKey: .startedAt)
+        try c.encode(finishedAt, forKey: .finishedAt); try c.encode(progress, forKey: .progress); try c.encode(error, forKey: .error)
+        try c.encode(options, forKey: .options)
     }
 }
 
@@ -231,6 +262,12 @@ public struct ModelStatus: Codable, Equatable, Sendable {
         self.loadSeconds = loadSeconds
         self.error = error
     }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(state, forKey: .state); try c.encode(path, forKey: .path); try c.encode(identity, forKey: .identity)
+        try c.encode(loadSeconds, forKey: .loadSeconds); try c.encode(error, forKey: .error)
+    }
 }
 
 public struct DaemonStatus: Codable, Equatable, Sendable {
@@ -243,7 +280,7 @@ public struct DaemonStatus: Codable, Equatable, Sendable {
     public var queueLimit: Int
     public var running: String?
     public var model: ModelStatus
-    /// The configured hot folders (absent from daemons that have none).
+    /// The configured hot folders (null on daemons that have none).
     public var folders: [FolderStatus]?
 
     public init(server: String, protocolVersion: Int, state: String, paused: Bool, queued: Int, queueLimit: Int, running: String? = nil,
@@ -257,6 +294,13 @@ public struct DaemonStatus: Codable, Equatable, Sendable {
         self.running = running
         self.model = model
         self.folders = folders
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(server, forKey: .server); try c.encode(protocolVersion, forKey: .protocolVersion); try c.encode(state, forKey: .state)
+        try c.encode(paused, forKey: .paused); try c.encode(queued, forKey: .queued); try c.encode(queueLimit, forKey: .queueLimit)
+        try c.encode(running, forKey: .running); try c.encode(model, forKey: .model); try c.encode(folders, forKey: .folders)
     }
 }
 
@@ -276,15 +320,20 @@ public struct FolderStatus: Codable, Equatable, Sendable {
     }
 }
 
-/// The result of methods that only acknowledge (cancel, pause, resume, reload, set_priority).
+/// The result of methods that only acknowledge (queue.pause, queue.resume, daemon.reload): `{ok: true}`.
 public struct Acknowledgement: Codable, Equatable, Sendable {
     public var ok: Bool
-    public var job: JobInfo?
 
-    public init(ok: Bool, job: JobInfo? = nil) {
-        self.ok = ok
-        self.job = job
-    }
+    public init(ok: Bool = true) { self.ok = ok }
+}
+
+/// The result of methods that change one job (job.cancel, job.retry, job.setPriority): `{ok: true,
+/// job}` with the job as it is after the change.
+public struct JobAcknowledgement: Codable, Equatable, Sendable {
+    public var ok: Bool
+    public var job: JobInfo
+
+    public init(ok: Bool = true, job: JobInfo) { (self.ok, self.job) = (ok, job) }
 }
 
 public struct ProgressNotification: Codable, Equatable, Sendable {
@@ -327,6 +376,21 @@ extension RPCMethod {
         }
     }
 
+    /// `result` decoded as this method's result type and encoded again: what the daemon sends for it.
+    public func canonicalResult(_ result: JSONValue) throws -> JSONValue {
+        switch self {
+        case .hello: return try JSONValue(encoding: try result.decode(HelloResult.self))
+        case .status: return try JSONValue(encoding: try result.decode(DaemonStatus.self))
+        case .modelStatus: return try JSONValue(encoding: try result.decode(ModelStatus.self))
+        case .submit: return try JSONValue(encoding: try result.decode(SubmitResult.self))
+        case .get, .watch: return try JSONValue(encoding: try result.decode(JobInfo.self))
+        case .list: return try JSONValue(encoding: try result.decode(ListResult.self))
+        case .reload, .pause, .resume: return try JSONValue(encoding: try result.decode(Acknowledgement.self))
+        case .cancel, .retry, .setPriority: return try JSONValue(encoding: try result.decode(JobAcknowledgement.self))
+        case .result: return try JSONValue(encoding: try result.decode(JobResult.self))
+        }
+    }
+
     /// Decodes `result` as this method's documented result type (throws if it does not fit).
     public func validateResult(_ result: JSONValue) throws {
         switch self {
@@ -337,7 +401,8 @@ extension RPCMethod {
         case .get, .watch: _ = try result.decode(JobInfo.self)
         case .list: _ = try result.decode(ListResult.self)
         case .result: _ = try result.decode(JobResult.self)
-        case .reload, .pause, .resume, .cancel, .retry, .setPriority: _ = try result.decode(Acknowledgement.self)
+        case .reload, .pause, .resume: _ = try result.decode(Acknowledgement.self)
+        case .cancel, .retry, .setPriority: _ = try result.decode(JobAcknowledgement.self)
         }
     }
 }

@@ -17,6 +17,9 @@ public enum WireError: Error, Equatable, Sendable {
     case unsupportedProtocol(requested: [Int], supported: ClosedRange<Int>)
     case invalidOptions(String)
     case invalidState(String)
+    /// Connections or bytes held in unfinished frames at the daemon's limit, or a frame that did not
+    /// complete in time: this connection is closed, the others are served.
+    case overloaded(String)
 
     public var code: Int {
         switch self {
@@ -35,6 +38,7 @@ public enum WireError: Error, Equatable, Sendable {
         case .unsupportedProtocol: return -32008
         case .invalidOptions: return -32009
         case .invalidState: return -32010
+        case .overloaded: return -32011
         }
     }
 
@@ -56,6 +60,7 @@ public enum WireError: Error, Equatable, Sendable {
         case .unsupportedProtocol: return "unsupported_protocol"
         case .invalidOptions: return "invalid_options"
         case .invalidState: return "invalid_state"
+        case .overloaded: return "overloaded"
         }
     }
 
@@ -63,7 +68,7 @@ public enum WireError: Error, Equatable, Sendable {
         switch self {
         case let .parseError(detail), let .invalidRequest(detail), let .invalidParams(detail), let .internalError(detail),
              let .invalidImage(detail), let .permissionDenied(detail), let .modelNotReady(detail), let .invalidOptions(detail),
-             let .invalidState(detail):
+             let .invalidState(detail), let .overloaded(detail):
             return detail
         case let .methodNotFound(method): return "unknown method '\(method)'"
         case let .queueFull(limit): return "the queue is full (\(limit) jobs)"
