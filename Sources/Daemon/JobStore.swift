@@ -305,11 +305,14 @@ final class JobStore: @unchecked Sendable {
 
     func get(_ id: String) throws -> JobRecord? { try pool.read { try JobRecord.fetchOne($0, key: id) } }
 
-    func list(states: [JobState]?, limit: Int) throws -> [JobRecord] {
+    /// Newest first; only `owner`'s jobs when given, with the number of others' jobs left out.
+    func list(states: [JobState]?, limit: Int, owner: UInt32? = nil) throws -> (jobs: [JobRecord], others: Int) {
         try pool.read { db in
-            var request = JobRecord.order(Column("createdAt").desc, Column("rowid").desc).limit(limit)
+            var request = JobRecord.order(Column("createdAt").desc, Column("rowid").desc)
             if let states { request = request.filter(states.map(\.rawValue).contains(Column("state"))) }
-            return try request.fetchAll(db)
+            guard let owner else { return (try request.limit(limit).fetchAll(db), 0) }
+            let others = try request.filter(Column("owner") != Int64(owner)).fetchCount(db)
+            return (try request.filter(Column("owner") == Int64(owner)).limit(limit).fetchAll(db), others)
         }
     }
 

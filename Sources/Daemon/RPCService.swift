@@ -41,6 +41,9 @@ final class Session: @unchecked Sendable {
 struct ServiceLimits {
     var queueLimit = 100
     var maximumFrameSize = WireProtocol.defaultMaximumFrameSize
+    /// Whether every user sees every job (`job_visibility = "all"`, a shared gallery); by default
+    /// a job's options, images, progress and result are its owner's and the admins' only.
+    var sharedJobs = false
 }
 
 /// What exists once the model is loaded. Until then the service answers from the store alone:
@@ -153,13 +156,18 @@ final class RPCService: @unchecked Sendable {
         case .submit:
             return try JSONValue(encoding: try submit(try decode(SubmitParams.self, params), caller: caller))
         case .get:
-            return try JSONValue(encoding: try info(try decode(JobReference.self, params).job))
+            let job = try decode(JobReference.self, params).job
+            try visible(job, caller)
+            return try JSONValue(encoding: try info(job))
         case .list:
             let list = try decode(ListParams.self, params)
-            let jobs = try store.list(states: list.states, limit: min(max(list.limit ?? 100, 1), 1000))
-            return try JSONValue(encoding: ListResult(jobs: jobs.map { JobConversion.info($0, progress: worker?.progress(of: $0.id)) }))
+            let (jobs, others) = try store.list(states: list.states, limit: min(max(list.limit ?? 100, 1), 1000),
+                                                owner: seesEverything(caller) ? nil : caller.uid)
+            return try JSONValue(encoding: ListResult(jobs: jobs.map { JobConversion.info($0, progress: worker?.progress(of: $0.id)) }, others: others))
         case .watch:
-            return try JSONValue(encoding: try watch(try decode(JobReference.self, params).job, session: session))
+            let job = try decode(JobReference.self, params).job
+            try visible(job, caller)
+            return try JSONValue(encoding: try watch(job, session: session))
         case .cancel:
             return try JSONValue(encoding: try cancel(try decode(JobReference.self, params).job, caller: caller))
         case .retry:
@@ -176,7 +184,9 @@ final class RPCService: @unchecked Sendable {
             worker?.wake()
             return try JSONValue(encoding: JobAcknowledgement(job: JobConversion.info(record)))
         case .result:
-            return try JSONValue(encoding: try result(try decode(JobReference.self, params).job))
+            let job = try decode(JobReference.self, params).job
+            try visible(job, caller)
+            return try JSONValue(encoding: try result(job))
         case .pause, .resume:
             guard caller.isAdmin else { throw WireError.permissionDenied("\(method) needs an admin") }
             try store.setPaused(known == .pause)
@@ -197,7 +207,9 @@ final class RPCService: @unchecked Sendable {
         try JobAdmission.image(appearance, role: "appearance")
         _ = try JobAdmission.options(request.options ?? TransferParameters(), engine: worker.map { JobAdmission.Engine(model: $0.model, schedule: $0.schedule) })
         let (record, existing) = try store.submit(JobStore.NewJob(
-            owner: caller.uid, source: "rpc", folder: nil, priority: request.priority ?? 0, idempotencyKey: request.idempotencyKey,
+            owner: caller.uid, source: "rpc", folder: nil, priority: request.priority ?? 0,
+            // Scoped to the caller: another user's key must neither match nor reveal their job.
+            idempotencyKey: request.idempotencyKey.map { "user:\(caller.uid):\($0)" },
             parameters: request.options ?? TransferParameters(), structure: structure, appearance: appearance), limit: limits.queueLimit)
         if !existing { worker?.wake() }
         return SubmitResult(job: JobConversion.info(record), existing: existing)
@@ -254,6 +266,19 @@ final class RPCService: @unchecked Sendable {
         let sidecarPath = (path as NSString).deletingPathExtension + ".json"
         let sidecar = FileManager.default.contents(atPath: sidecarPath).flatMap { try? JSONDecoder().decode(JSONValue.self, from: $0) } ?? .null
         return JobResult(job: job, png: png.base64EncodedString(), sidecar: sidecar)
+    }
+
+    /// Admins see every job, and everyone does on a daemon configured as a shared gallery.
+    private func seesEverything(_ caller: Caller) -> Bool { caller.isAdmin || limits.sharedJobs }
+
+    /// A job's options, images, progress and result are shown to its owner and the admins only.
+    @discardableResult
+    private func visible(_ job: String, _ caller: Caller) throws -> JobRecord {
+        guard let record = try store.get(job) else { throw WireError.jobNotFound(job) }
+        guard seesEverything(caller) || UInt32(clamping: record.owner) == caller.uid else {
+            throw WireError.permissionDenied("job \(job) belongs to another user")
+        }
+        return record
     }
 
     /// The job, if the caller owns it or is an admin.

@@ -10,20 +10,21 @@ enum RunCommand {
         usage: xattnd run [--config FILE] [--model DIR_OR_FILE] [--state-dir DIR] [--socket PATH]
           [--socket-group NAME] [--queue-limit N] [--max-frame-size BYTES] [--admin-group NAME]
           [--max-attempts N] [--idle-timeout SECONDS] [--max-connections N] [--max-buffered-bytes BYTES]
-          [--frame-timeout SECONDS] [--cache-dir DIR] [--no-cache] [--tokenizer DIR]
+          [--frame-timeout SECONDS] [--job-visibility owner|all] [--cache-dir DIR] [--no-cache] [--tokenizer DIR]
         Flags override the configuration file (TOML; see systemd/xattnd.toml).
         """
 
     static func run(_ raw: [String]) throws {
         let flags = try Arguments(raw, valued: ["config", "model", "state-dir", "socket", "socket-group", "queue-limit", "max-frame-size",
                                                 "admin-group", "max-attempts", "idle-timeout", "max-connections", "max-buffered-bytes",
-                                                "frame-timeout", "cache-dir", "tokenizer"], switches: ["no-cache"])
+                                                "frame-timeout", "job-visibility", "cache-dir", "tokenizer"], switches: ["no-cache"])
         let settings: DaemonSettings
         do { settings = try DaemonSettings.load(file: flags.string("config"), flags: flags) } catch let error as DaemonSettings.Invalid {
             throw Arguments.UsageError(description: error.description)
         }
         let logger = DaemonLogging.logger()
-        try FileManager.default.createDirectory(atPath: settings.stateDirectory, withIntermediateDirectories: true)
+        // The job store holds every user's images: the state directory is the service user's alone.
+        try FileManager.default.createDirectory(atPath: settings.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let modelPath = settings.model ?? ""
 
         // The store and the socket come first: while the model loads (a minute for SD 1.5 from a
@@ -35,7 +36,7 @@ enum RunCommand {
         }
         let events = EventHub()
         let service = RPCService(store: store, events: events,
-                                 limits: ServiceLimits(queueLimit: settings.queueLimit, maximumFrameSize: settings.maximumFrameSize),
+                                 limits: settings.serviceLimits,
                                  loading: ModelStatus(state: "loading", path: modelPath, identity: nil, loadSeconds: nil, error: nil))
         let adminGroup = LockedValue(settings.adminGID)
         let ownUID = getuid()
@@ -88,7 +89,7 @@ enum RunCommand {
                                     events: events, logger: logger,
                                     queueLimit: { service.limits.queueLimit }, wake: { worker.wake() })
         let reloader = Reloader(settings: settings, file: flags.string("config"), flags: flags) { fresh in
-            service.limits = ServiceLimits(queueLimit: fresh.queueLimit, maximumFrameSize: fresh.maximumFrameSize)
+            service.limits = fresh.serviceLimits
             worker.retention = (fresh.resultRetentionDays, fresh.resultRetentionCount)
             adminGroup.value = fresh.adminGID
             server.budget.limits = fresh.connectionLimits

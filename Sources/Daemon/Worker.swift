@@ -179,7 +179,8 @@ final class Worker: @unchecked Sendable {
     /// NAME.png and NAME.json (every parameter, seed, model identity, timings), each written to a
     /// temporary name and renamed.
     private func writeResult(_ job: JobRecord, result: TransferResult, options: TransferOptions) throws -> String {
-        try FileManager.default.createDirectory(atPath: resultsDirectory, withIntermediateDirectories: true)
+        // The service user's alone: results are shown to others only through the RPC's rules.
+        try FileManager.default.createDirectory(atPath: resultsDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let png = resultsDirectory + "/\(job.id).png"
         try PNGLibrary.encode(ImagePreprocessing.image(from: result.image)).write(to: URL(fileURLWithPath: png), options: .atomic)
         let sidecar: [String: JSONValue] = [

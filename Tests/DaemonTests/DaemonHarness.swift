@@ -39,7 +39,8 @@ final class DaemonHarness {
     /// Starts xattnd and waits until its socket answers.
     /// `extra` flags replace the defaults they name (--model, --socket). Returns once the daemon
     /// is ready (model loaded, hot folders set up), or with `untilReady: false` once it answers.
-    func start(extra: [String] = [], environment: [String: String] = [:], untilReady: Bool = true) throws {
+    /// `log`: a file for the daemon's stderr (default: discarded).
+    func start(extra: [String] = [], environment: [String: String] = [:], untilReady: Bool = true, log: String? = nil) throws {
         let p = Process()
         let command = [Self.binaries.appendingPathComponent("xattnd").path, "run", "--state-dir", stateDirectory]
             + (extra.contains("--model") ? [] : ["--model", Self.repository.appendingPathComponent("Tests/Fixtures/tiny-sd").path])
@@ -49,7 +50,8 @@ final class DaemonHarness {
         p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         // Not the test runner's pipes: a daemon left behind must not keep them open.
         p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        if let log { FileManager.default.createFile(atPath: log, contents: nil) }
+        p.standardError = FileHandle(forWritingAtPath: log ?? "/dev/null")
         try p.run()
         process = p
         for _ in 0..<100 {

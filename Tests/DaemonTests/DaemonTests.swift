@@ -99,4 +99,38 @@ import Wire
         let ready = try JSONDecoder().decode(DaemonStatus.self, from: Data(daemon.ctl(["--json", "status"]).output.utf8))
         #expect(ready.state == "ready" && ready.model.state == "ready")
     }
+
+    /// A job's options, progress and result are its owner's (and the admins'): another user of the
+    /// socket sees only how many such jobs there are (before: uid 65534 could read root's result).
+    /// `--job-visibility all` makes a shared gallery. Needs root and setpriv to switch uid.
+    @Test func jobsArePrivateToTheirOwners() throws {
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else { return }
+        let daemon = try DaemonHarness()
+        try daemon.start()
+        chmod(daemon.socket, 0o666)
+        chmod(daemon.directory.path, 0o755)
+        let mine = daemon.submit()
+        #expect(daemon.waitUntil(mine, isIn: ["succeeded", "failed"]) == "succeeded")
+        let nobody: UInt32 = 65534
+        let theirs = try JSONDecoder().decode(ListResult.self, from: Data(daemon.ctl(["--json", "list"], asUser: nobody).output.utf8))
+        #expect(theirs.jobs.isEmpty && theirs.others == 1)
+        for command in [["status", mine], ["watch", mine], ["result", mine, "--out", "/dev/null"]] {
+            #expect(daemon.ctl(command, asUser: nobody).code == 1, "\(command)")
+        }
+        // Their own job is theirs to see; the admin (root) sees both.
+        let own = daemon.ctl(["submit", DaemonHarness.structure, DaemonHarness.appearance] + DaemonHarness.quick, asUser: nobody).output
+        #expect(daemon.ctl(["--json", "status", own], asUser: nobody).code == 0)
+        let visible = try JSONDecoder().decode(ListResult.self, from: Data(daemon.ctl(["--json", "list"], asUser: nobody).output.utf8))
+        #expect(visible.jobs.map(\.id) == [own] && visible.others == 1)
+        let all = try JSONDecoder().decode(ListResult.self, from: Data(daemon.ctl(["--json", "list"]).output.utf8))
+        #expect(Set(all.jobs.map(\.id)) == [mine, own] && all.others == 0)
+        // Results on disk are the service user's alone.
+        var info = stat()
+        #expect(stat(daemon.stateDirectory + "/results", &info) == 0 && info.st_mode & 0o077 == 0)
+
+        daemon.stop()
+        try daemon.start(extra: ["--job-visibility", "all"])
+        chmod(daemon.socket, 0o666)
+        #expect(daemon.ctl(["status", mine], asUser: nobody).code == 0)
+    }
 }

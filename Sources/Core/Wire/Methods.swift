@@ -217,9 +217,11 @@ public struct ListParams: Codable, Equatable, Sendable {
 
 public struct ListResult: Codable, Equatable, Sendable {
     public var jobs: [JobInfo]
+    /// Jobs of other users that match the filter but are not shown (job visibility "owner").
+    public var others: Int
 
-    public init(jobs: [JobInfo]) {
-        self.jobs = jobs
+    public init(jobs: [JobInfo], others: Int = 0) {
+        (self.jobs, self.others) = (jobs, others)
     }
 }
 
