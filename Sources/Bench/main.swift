@@ -6,6 +6,8 @@ let usage = """
       kernels   each kernel at SD 1.5 sizes, GFLOP/s and the ratio to the sgemm peak of the same run
       unet      the full-size SD 1.5 UNet, VAE and text encoder on random weights (--quick: fewer rounds)
       transfer  one inversion and one generation step, VAE encode/decode, a default job's projection
+      load      peak against steady resident size while loading a full-size fp32 SD 1.5 from files
+                (--dir DIR: where the model is written once, default $TMPDIR/xattn-bench-sd15-fp32)
       --json    one JSON object on stdout instead of a table
     """
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -14,20 +16,31 @@ if arguments.contains(where: { ["-h", "--help", "help"].contains($0) }) {
     exit(0)
 }
 /// Every flag must be one the suite takes: a typo must not start a benchmark that runs for minutes.
-let known: [String: Set<String>] = ["kernels": ["--json"], "transfer": ["--json"], "unet": ["--json", "--quick"]]
+let known: [String: Set<String>] = ["kernels": ["--json"], "transfer": ["--json"], "unet": ["--json", "--quick"], "load": ["--json", "--dir"]]
+/// Flags that take a value (the value follows the flag).
+let valued: Set<String> = ["--dir", "--child"]
 guard let suite = arguments.first, let flags = known[suite] else {
     FileHandle.standardError.write(Data((usage + "\n").utf8))
     exit(2)
 }
-if let unknown = arguments.dropFirst().first(where: { !flags.contains($0) }) {
-    FileHandle.standardError.write(Data("xattn-bench \(suite): unknown argument '\(unknown)'\n\(usage)\n".utf8))
-    exit(2)
+var values: [String: String] = [:]
+var rest = arguments.dropFirst()
+while let argument = rest.popFirst() {
+    if valued.contains(argument), suite == "load", let value = rest.popFirst() {
+        values[argument] = value
+    } else if !flags.contains(argument) || valued.contains(argument) {
+        FileHandle.standardError.write(Data("xattn-bench \(suite): unknown argument '\(argument)' (or a value missing)\n\(usage)\n".utf8))
+        exit(2)
+    }
 }
 let json = arguments.contains("--json")
 do {
     switch suite {
     case "kernels": KernelSuite.run(json: json)
     case "transfer": try TransferSuite.run(json: json)
+    case "load":
+        // The measured child is this program again (`--child DIR`, internal).
+        if let folder = values["--child"] { try LoadSuite.child(folder) } else { try LoadSuite.run(json: json, folder: values["--dir"]) }
     default: try ModelSuite.run(json: json, quick: arguments.contains("--quick"))
     }
 } catch {

@@ -17,6 +17,8 @@ struct DaemonSettings: Equatable {
     var maxConnections = 64
     var maxBufferedBytes = 256 << 20
     var frameTimeout = 30
+    /// Bytes of images the job store may hold.
+    var storeMaxBytes = 4 << 30
     /// "owner": a job is seen by its owner and the admins only; "all": by every user of the socket.
     var jobVisibility = "owner"
     var cache = true
@@ -58,6 +60,7 @@ struct DaemonSettings: Equatable {
             case "max_connections": maxConnections = try field.integer(1...100_000)
             case "max_buffered_bytes": maxBufferedBytes = try field.integer(1024...(1 << 40))
             case "frame_timeout": frameTimeout = try field.integer(1...3600)
+            case "store_max_bytes": storeMaxBytes = try field.integer(1024...(1 << 50))
             case "job_visibility":
                 jobVisibility = try field.string()
                 guard ["owner", "all"].contains(jobVisibility) else { throw field.invalid("must be \"owner\" or \"all\"") }
@@ -92,6 +95,7 @@ struct DaemonSettings: Equatable {
         if let v = try a.parse("idle-timeout", as: "seconds ≥ 1", { Int($0).flatMap { $0 >= 1 ? $0 : nil } }) { idleTimeout = v }
         if let v = try a.parse("max-connections", as: "a whole number ≥ 1", { Int($0).flatMap { $0 >= 1 ? $0 : nil } }) { maxConnections = v }
         if let v = try a.parse("max-buffered-bytes", as: "a number of bytes ≥ 1024", { Int($0).flatMap { $0 >= 1024 ? $0 : nil } }) { maxBufferedBytes = v }
+        if let v = try a.parse("store-max-bytes", as: "a number of bytes ≥ 1024", { Int($0).flatMap { $0 >= 1024 ? $0 : nil } }) { storeMaxBytes = v }
         if let v = try a.parse("job-visibility", as: "owner or all", { ["owner", "all"].contains($0) ? $0 : nil }) { jobVisibility = v }
         if let v = try a.parse("frame-timeout", as: "seconds ≥ 1", { Int($0).flatMap { $0 >= 1 ? $0 : nil } }) { frameTimeout = v }
         if a.flag("no-cache") { cache = false }

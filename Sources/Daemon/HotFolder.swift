@@ -99,20 +99,17 @@ final class HotFolder {
         new.idempotencyKey = "folder:\(settings.name):" + new.contentHash
         let item = FolderItem(folder: settings.name, name: stem, files: Self.json(files), jobId: "")
         do {
-            let (job, existing, requeued) = try store.submit(new, limit: queueLimit(), item: item)
+            // An earlier job whose result was pruned is computed again rather than delivering nothing.
+            let (job, existing, requeued) = try store.submit(new, limit: queueLimit(), item: item) { earlier in
+                !(earlier.resultPath.map { FileManager.default.fileExists(atPath: $0) } ?? false)
+            }
             reportedFullQueue = false
-            logger.info(existing ? (requeued ? "drop matches a failed job; retrying it" : "drop matches an earlier job") : "drop queued",
+            logger.info(existing ? (requeued ? "drop matches an earlier job; running it again" : "drop matches an earlier job") : "drop queued",
                         metadata: ["name": "\(stem)", "job_id": "\(job.id)"])
             if !existing || requeued { wake() }
-            if job.jobState == .succeeded && !(job.resultPath.map { FileManager.default.fileExists(atPath: $0) } ?? false) {
-                // The earlier result was pruned: compute it again rather than deliver nothing.
-                _ = try store.retry(job.id)
-                wake()
-            } else if job.jobState.isFinal {
-                deliverFinished()
-            }
+            if job.jobState.isFinal { deliverFinished() }
             return true
-        } catch StoreError.queueFull {
+        } catch StoreError.queueFull, StoreError.storeFull {
             _ = try? FolderFiles.move(stem: stem, suffixes: drop.suffixes, from: settings.processing, to: settings.inbox)
             deferredUntil = Date().addingTimeInterval(2)
             if !reportedFullQueue { logger.notice("the queue is full; drops wait in in/ until it has room", metadata: ["name": "\(drop.stem)"]) }

@@ -49,6 +49,8 @@ struct FolderItem: Codable, FetchableRecord, MutablePersistableRecord, Equatable
 /// Why the store refused something.
 enum StoreError: Error, Equatable {
     case queueFull(limit: Int)
+    /// The images of waiting jobs fill the store's bound (`store_max_bytes`).
+    case storeFull(limit: Int)
     case notFound(String)
     case invalidState(String)
 }
@@ -57,13 +59,30 @@ enum StoreError: Error, Equatable {
 /// survives a crash; migrations; a database newer than this binary is refused.
 final class JobStore: @unchecked Sendable {
     let pool: DatabasePool
+    let path: String
+    /// Bytes of images the store may hold (`store_max_bytes`; live).
+    var maximumImageBytes: Int {
+        get { lock.lock(); defer { lock.unlock() }; return imageLimit }
+        set { lock.lock(); imageLimit = newValue; lock.unlock() }
+    }
+    private let lock = NSLock()
+    private var imageLimit = 4 << 30
 
     init(path: String) throws {
+        self.path = path
         var configuration = Configuration()
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
         pool = try DatabasePool(path: path, configuration: configuration)
+        // Deleted images must give their space back: incremental auto-vacuum (set once; a store
+        // made by an earlier version is converted by one VACUUM).
+        try pool.barrierWriteWithoutTransaction { db in
+            if try Int.fetchOne(db, sql: "PRAGMA auto_vacuum") != 2 {
+                try db.execute(sql: "PRAGMA auto_vacuum = INCREMENTAL")
+                try db.execute(sql: "VACUUM")
+            }
+        }
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
             try db.create(table: "job") { t in
@@ -151,15 +170,22 @@ final class JobStore: @unchecked Sendable {
 
     /// A hot-folder drop: its job (an earlier one with the same content, requeued if it had failed
     /// or been cancelled, or a new one) and its item, in one transaction.
-    func submit(_ new: NewJob, limit: Int, item: FolderItem) throws -> (JobRecord, existing: Bool, requeued: Bool) {
+    func submit(_ new: NewJob, limit: Int, item: FolderItem,
+                rerun: (JobRecord) -> Bool) throws -> (JobRecord, existing: Bool, requeued: Bool) {
         try pool.write { db in
             var job: JobRecord, existing = false, requeued = false
             if let key = new.idempotencyKey, let earlier = try JobRecord.filter(Column("idempotencyKey") == key).fetchOne(db) {
                 (job, existing) = (earlier, true)
-                if earlier.jobState == .failed || earlier.jobState == .cancelled {
+                // Failed or cancelled, or succeeded with its result pruned: run it again, with the
+                // images of this drop (the job's own may have been deleted by retention).
+                if earlier.jobState == .failed || earlier.jobState == .cancelled || (earlier.jobState == .succeeded && rerun(earlier)) {
                     (job.state, job.error, job.finishedAt, job.startedAt, job.attempts) = (JobState.queued.rawValue, nil, nil, nil, 0)
-                    job.abnormalStops = 0
+                    (job.abnormalStops, job.resultPath) = (0, nil)
                     try job.update(db)
+                    try db.execute(sql: "DELETE FROM job_input WHERE jobId = ?", arguments: [job.id])
+                    try makeRoom(new.structure.count + new.appearance.count, db)
+                    try db.execute(sql: "INSERT INTO job_input (jobId, structure, appearance) VALUES (?, ?, ?)",
+                                   arguments: [job.id, new.structure, new.appearance])
                     requeued = true
                 }
             } else {
@@ -188,6 +214,7 @@ final class JobStore: @unchecked Sendable {
     private func insert(_ new: NewJob, limit: Int, _ db: Database) throws -> JobRecord {
         let queued = try JobRecord.filter(Column("state") == JobState.queued.rawValue).fetchCount(db)
         guard queued < limit else { throw StoreError.queueFull(limit: limit) }
+        try makeRoom(new.structure.count + new.appearance.count, db)
         let record = JobRecord(
             id: "j-" + UUID().uuidString.lowercased().prefix(12).replacingOccurrences(of: "-", with: ""),
             idempotencyKey: new.idempotencyKey, owner: Int64(new.owner), source: new.source, folder: new.folder,
@@ -211,6 +238,64 @@ final class JobStore: @unchecked Sendable {
                 """, arguments: [Date()]) else { return nil }
             return try JobRecord.fetchOne(db, key: id)
         }
+    }
+
+    /// Bytes of images held (both images of every job whose inputs are kept).
+    static func imageBytes(_ db: Database) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(length(structure) + length(appearance)), 0) FROM job_input") ?? 0
+    }
+
+    /// Makes room for `bytes` more of images under the bound: the kept images of ended jobs go
+    /// first, oldest first; a store full of waiting jobs' images refuses the new one.
+    private func makeRoom(_ bytes: Int, _ db: Database) throws {
+        let limit = maximumImageBytes
+        var held = try Self.imageBytes(db)
+        guard held + bytes > limit else { return }
+        let ended = try Row.fetchAll(db, sql: """
+            SELECT job.id AS id, length(structure) + length(appearance) AS size FROM job JOIN job_input ON job_input.jobId = job.id
+            WHERE job.state IN ('succeeded', 'failed', 'cancelled') ORDER BY job.finishedAt ASC, job.rowid ASC
+            """)
+        for row in ended where held + bytes > limit {
+            try db.execute(sql: "DELETE FROM job_input WHERE jobId = ?", arguments: [row["id"] as String])
+            held -= row["size"] as Int
+        }
+        guard held + bytes <= limit else { throw StoreError.storeFull(limit: limit) }
+    }
+
+    /// Deletes the images of ended jobs that no longer need them: a succeeded job's at once (its
+    /// result exists; a hot folder's re-drop brings the images again), a failed or cancelled one's
+    /// (kept so that `job.retry` can run it) beyond `days` or the newest `count` (0: no limit).
+    /// Returns the jobs whose images were deleted.
+    @discardableResult
+    func pruneImages(days: Int, count: Int) throws -> Int {
+        let removed = try pool.write { db -> Int in
+            try db.execute(sql: "DELETE FROM job_input WHERE jobId IN (SELECT id FROM job WHERE state = 'succeeded')")
+            var total = db.changesCount
+            let retryable = try Row.fetchAll(db, sql: """
+                SELECT job.id AS id, job.finishedAt AS finishedAt FROM job JOIN job_input ON job_input.jobId = job.id
+                WHERE job.state IN ('failed', 'cancelled') ORDER BY job.finishedAt DESC, job.rowid DESC
+                """)
+            let cutoff = Date().addingTimeInterval(-Double(days) * 86400)
+            for (index, row) in retryable.enumerated() {
+                let finished: Date? = row["finishedAt"]
+                if (count > 0 && index >= count) || (days > 0 && (finished ?? .distantPast) < cutoff) {
+                    try db.execute(sql: "DELETE FROM job_input WHERE jobId = ?", arguments: [row["id"] as String])
+                    total += 1
+                }
+            }
+            return total
+        }
+        if removed > 0 { try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA incremental_vacuum") } }
+        return removed
+    }
+
+    /// What the store holds, for `daemon.status`.
+    func usage() throws -> (imageBytes: Int, fileBytes: Int) {
+        let images = try pool.read { try Self.imageBytes($0) }
+        let files = ["", "-wal", "-shm"].reduce(0) { total, suffix in
+            total + (((try? FileManager.default.attributesOfItem(atPath: path + suffix))?[.size] as? NSNumber)?.intValue ?? 0)
+        }
+        return (images, files)
     }
 
     func inputs(of id: String) throws -> (structure: Data, appearance: Data) {
@@ -286,6 +371,9 @@ final class JobStore: @unchecked Sendable {
             guard var record = try JobRecord.fetchOne(db, key: id) else { throw StoreError.notFound(id) }
             guard record.jobState == .failed || record.jobState == .cancelled else {
                 throw StoreError.invalidState("job \(id) is \(record.state); only failed or cancelled jobs are retried")
+            }
+            guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM job_input WHERE jobId = ?)", arguments: [id]) == true else {
+                throw StoreError.invalidState("the images of job \(id) are no longer kept (retention); submit them again")
             }
             (record.state, record.error, record.finishedAt, record.startedAt) = (JobState.queued.rawValue, nil, nil, nil)
             record.abnormalStops = 0

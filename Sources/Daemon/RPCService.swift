@@ -102,6 +102,7 @@ final class RPCService: @unchecked Sendable {
         } catch let error as StoreError {
             switch error {
             case let .queueFull(limit): return .error(id: id, error: WireError.queueFull(limit: limit).object)
+            case let .storeFull(limit): return .error(id: id, error: WireError.storeFull(limit: limit).object)
             case let .notFound(job): return .error(id: id, error: WireError.jobNotFound(job).object)
             case let .invalidState(detail): return .error(id: id, error: WireError.invalidState(detail).object)
             }
@@ -143,7 +144,8 @@ final class RPCService: @unchecked Sendable {
             return try JSONValue(encoding: DaemonStatus(server: Self.serverName, protocolVersion: WireProtocol.version,
                                                         state: isStopping ? "stopping" : (backend == nil ? "starting" : "ready"),
                                                         paused: store.isPaused, queued: try store.queuedCount(), queueLimit: limits.queueLimit,
-                                                        running: worker?.runningJob, model: model, folders: backend?.folders?()))
+                                                        running: worker?.runningJob, model: model, folders: backend?.folders?(),
+                                                        store: try storeStatus()))
         case .modelStatus:
             return try JSONValue(encoding: model)
         case .reload:
@@ -266,6 +268,18 @@ final class RPCService: @unchecked Sendable {
         let sidecarPath = (path as NSString).deletingPathExtension + ".json"
         let sidecar = FileManager.default.contents(atPath: sidecarPath).flatMap { try? JSONDecoder().decode(JSONValue.self, from: $0) } ?? .null
         return JobResult(job: job, png: png.base64EncodedString(), sidecar: sidecar)
+    }
+
+    /// The results directory (beside the job store).
+    var resultsDirectory: String { (store.path as NSString).deletingLastPathComponent + "/results" }
+
+    private func storeStatus() throws -> StoreStatus {
+        let (images, database) = try store.usage()
+        let manager = FileManager.default
+        let results = ((try? manager.contentsOfDirectory(atPath: resultsDirectory)) ?? []).reduce(0) { total, name in
+            total + (((try? manager.attributesOfItem(atPath: resultsDirectory + "/" + name))?[.size] as? NSNumber)?.intValue ?? 0)
+        }
+        return StoreStatus(databaseBytes: database, resultBytes: results, imageBytes: images, imageLimit: store.maximumImageBytes)
     }
 
     /// Admins see every job, and everyone does on a daemon configured as a shared gallery.

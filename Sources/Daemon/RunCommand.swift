@@ -10,14 +10,15 @@ enum RunCommand {
         usage: xattnd run [--config FILE] [--model DIR_OR_FILE] [--state-dir DIR] [--socket PATH]
           [--socket-group NAME] [--queue-limit N] [--max-frame-size BYTES] [--admin-group NAME]
           [--max-attempts N] [--idle-timeout SECONDS] [--max-connections N] [--max-buffered-bytes BYTES]
-          [--frame-timeout SECONDS] [--job-visibility owner|all] [--cache-dir DIR] [--no-cache] [--tokenizer DIR]
+          [--frame-timeout SECONDS] [--job-visibility owner|all] [--store-max-bytes BYTES]
+          [--cache-dir DIR] [--no-cache] [--tokenizer DIR]
         Flags override the configuration file (TOML; see systemd/xattnd.toml).
         """
 
     static func run(_ raw: [String]) throws {
         let flags = try Arguments(raw, valued: ["config", "model", "state-dir", "socket", "socket-group", "queue-limit", "max-frame-size",
                                                 "admin-group", "max-attempts", "idle-timeout", "max-connections", "max-buffered-bytes",
-                                                "frame-timeout", "job-visibility", "cache-dir", "tokenizer"], switches: ["no-cache"])
+                                                "frame-timeout", "job-visibility", "store-max-bytes", "cache-dir", "tokenizer"], switches: ["no-cache"])
         let settings: DaemonSettings
         do { settings = try DaemonSettings.load(file: flags.string("config"), flags: flags) } catch let error as DaemonSettings.Invalid {
             throw Arguments.UsageError(description: error.description)
@@ -30,6 +31,7 @@ enum RunCommand {
         // The store and the socket come first: while the model loads (a minute for SD 1.5 from a
         // cold disk) clients see "starting" and can already queue, list, watch and cancel jobs.
         let store = try JobStore(path: settings.stateDirectory + "/jobs.sqlite")
+        store.maximumImageBytes = settings.storeMaxBytes
         let recovered = try store.recoverInterrupted(maxAttempts: settings.maxAttempts)
         if !recovered.requeued.isEmpty || !recovered.failed.isEmpty {
             logger.notice("interrupted jobs", metadata: ["requeued": "\(recovered.requeued)", "failed": "\(recovered.failed)"])
@@ -93,6 +95,7 @@ enum RunCommand {
             worker.retention = (fresh.resultRetentionDays, fresh.resultRetentionCount)
             adminGroup.value = fresh.adminGID
             server.budget.limits = fresh.connectionLimits
+            store.maximumImageBytes = fresh.storeMaxBytes
         }
         let reload = {
             Systemd.notify("RELOADING=1")

@@ -125,6 +125,7 @@ final class Worker: @unchecked Sendable {
         }
         logger.info("job ended", metadata: ["job_id": "\(job.id)", "state": "\(record.state)"])
         pruneResults()
+        do { try store.pruneImages(days: retention.days, count: retention.count) } catch { logger.error("pruning job images failed: \(error)") }
         events.publish(job.id, .state(JobConversion.info(record)))
     }
 

@@ -134,4 +134,29 @@ import Core
                                                        dtype: "F16", expected: 23040, actual: 100)
         #expect(error.description == "unet.safetensors: tensor 'conv_in.weight': shape [320, 4, 3, 3] of F16 needs 23040 bytes, offsets give 100")
     }
+
+    /// A model is read once, front to back: the file's pages must not stay resident beside the
+    /// Float32 copies (loading an fp32 SD 1.5 peaked at 2× its size, over the unit's MemoryMax).
+    /// RssFile is this process's resident file-backed memory; reading 256 MB of tensors used to
+    /// add 256 MB to it (measured: +4067 MB for SD 1.5 with `xattn-bench load`).
+    @Test func readingTensorsDoesNotKeepTheFileResident() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("xattn-resident-\(UUID().uuidString).safetensors").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try SafetensorsWriter.write((0..<16).map { ("t\($0)", Tensor(shape: [4 << 20], repeating: Float($0))) }, to: path)  // 16 × 16 MB
+        func residentFileKB() -> Int {
+            let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+            let line = status.split(separator: "\n").first { $0.hasPrefix("RssFile:") } ?? ""
+            return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+        }
+        let file = try SafetensorsFile(path: path)
+        let before = residentFileKB()
+        var tensors: [Tensor] = []
+        for name in file.names { tensors.append(try file.tensor(name)) }
+        var hash = SHA256()
+        file.fingerprint(into: &hash)
+        let grown = residentFileKB() - before
+        #expect(zip(file.names, tensors).allSatisfy { name, tensor in Float(String(name.dropFirst())) == tensor.scalars[0] })
+        #expect(grown < 64 << 10, "the file's pages stayed resident: +\(grown / 1024) MB after reading 256 MB")
+        withExtendedLifetime(file) {}
+    }
 }

@@ -133,4 +133,39 @@ import Wire
         chmod(daemon.socket, 0o666)
         #expect(daemon.ctl(["status", mine], asUser: nobody).code == 0)
     }
+
+    /// Job images are kept only while needed, under a bound: a succeeded job's at once, a failed or
+    /// cancelled one's (for retry) within the retention; past `store_max_bytes` of waiting jobs'
+    /// images a submit is refused (queue_full); `daemon.status` shows the use. Before, every
+    /// input stayed in the store forever (12 large jobs: 128 KiB → 240 MiB) and nothing bounded it.
+    @Test func storeKeepsImagesOnlyWhileNeeded() throws {
+        let daemon = try DaemonHarness()
+        let config = daemon.directory.appendingPathComponent("retention.toml").path
+        FileManager.default.createFile(atPath: config, contents: Data("result_retention_count = 1\n".utf8))
+        try daemon.start(extra: ["--config", config, "--store-max-bytes", "4096"])
+        func store() throws -> StoreStatus {
+            try JSONDecoder().decode(DaemonStatus.self, from: Data(daemon.ctl(["--json", "status"]).output.utf8)).store
+        }
+        let pair = (FileManager.default.contents(atPath: DaemonHarness.structure)?.count ?? 0) + (FileManager.default.contents(atPath: DaemonHarness.appearance)?.count ?? 0)
+        #expect(daemon.ctl(["pause"]).code == 0)
+        let (a, b) = (daemon.submit(), daemon.submit(DaemonHarness.quick + ["--seed", "2"]))
+        #expect(try store().imageBytes == 2 * pair && store().imageLimit == 4096)
+        let refused = daemon.ctl(["submit", DaemonHarness.structure, DaemonHarness.appearance] + DaemonHarness.quick + ["--seed", "3"])
+        #expect(refused.code == 4, "\(refused)")
+
+        // Cancelled jobs keep their images for retry, the newest `result_retention_count` of them.
+        #expect(daemon.ctl(["cancel", a]).code == 0)
+        Thread.sleep(forTimeInterval: 1.1)  // finishedAt orders them
+        #expect(daemon.ctl(["cancel", b]).code == 0)
+        let c = daemon.submit(DaemonHarness.quick + ["--seed", "3"])  // room: nothing waits but c
+        #expect(daemon.ctl(["resume"]).code == 0)
+        #expect(daemon.waitUntil(c, isIn: ["succeeded", "failed"]) == "succeeded")
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(try store().imageBytes == pair)  // c's are gone (succeeded), a's pruned, b's kept
+        #expect(daemon.ctl(["retry", a]).code == 1)
+        #expect(daemon.ctl(["retry", b]).code == 0)
+        #expect(daemon.waitUntil(b, isIn: ["succeeded", "failed"]) == "succeeded")
+        let status = try store()
+        #expect(status.imageBytes == 0 && status.databaseBytes > 0 && status.resultBytes > 0)
+    }
 }

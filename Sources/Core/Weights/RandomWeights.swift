@@ -4,6 +4,8 @@
 /// biases near 0.
 public final class RandomWeights: TensorSource {
     private var state: UInt64
+    /// Told every tensor made, by name (a benchmark writes them to a file to measure loading).
+    public var onSynthesize: ((String, Tensor) -> Void)?
 
     public init(seed: UInt64 = 0x5EED) { state = seed | 1 }
 
@@ -29,6 +31,7 @@ public final class RandomWeights: TensorSource {
             }
         }
         state = s
+        onSynthesize?(name, t)
         return t
     }
 }

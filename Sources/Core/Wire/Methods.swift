@@ -284,9 +284,10 @@ public struct DaemonStatus: Codable, Equatable, Sendable {
     public var model: ModelStatus
     /// The configured hot folders (null on daemons that have none).
     public var folders: [FolderStatus]?
+    public var store: StoreStatus
 
     public init(server: String, protocolVersion: Int, state: String, paused: Bool, queued: Int, queueLimit: Int, running: String? = nil,
-                model: ModelStatus, folders: [FolderStatus]? = nil) {
+                model: ModelStatus, folders: [FolderStatus]? = nil, store: StoreStatus) {
         self.server = server
         self.protocolVersion = protocolVersion
         self.state = state
@@ -296,6 +297,7 @@ public struct DaemonStatus: Codable, Equatable, Sendable {
         self.running = running
         self.model = model
         self.folders = folders
+        self.store = store
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -303,6 +305,23 @@ public struct DaemonStatus: Codable, Equatable, Sendable {
         try c.encode(server, forKey: .server); try c.encode(protocolVersion, forKey: .protocolVersion); try c.encode(state, forKey: .state)
         try c.encode(paused, forKey: .paused); try c.encode(queued, forKey: .queued); try c.encode(queueLimit, forKey: .queueLimit)
         try c.encode(running, forKey: .running); try c.encode(model, forKey: .model); try c.encode(folders, forKey: .folders)
+        try c.encode(store, forKey: .store)
+    }
+}
+
+/// What the daemon keeps on disk (`daemon.status`).
+public struct StoreStatus: Codable, Equatable, Sendable {
+    /// The job store's files (database and write-ahead log).
+    public var databaseBytes: Int
+    /// Result images and their sidecars.
+    public var resultBytes: Int
+    /// Images of jobs held in the store (waiting jobs', and failed or cancelled ones' for retry).
+    public var imageBytes: Int
+    /// The bound on `imageBytes` (`store_max_bytes`): beyond it, submits are refused with queue_full.
+    public var imageLimit: Int
+
+    public init(databaseBytes: Int, resultBytes: Int, imageBytes: Int, imageLimit: Int) {
+        (self.databaseBytes, self.resultBytes, self.imageBytes, self.imageLimit) = (databaseBytes, resultBytes, imageBytes, imageLimit)
     }
 }
 

@@ -8,6 +8,8 @@ public enum WireError: Error, Equatable, Sendable {
     case invalidParams(String)
     case internalError(String)
     case queueFull(limit: Int)
+    /// Also `queue_full`: the images of waiting jobs fill the job store's bound (bytes).
+    case storeFull(limit: Int)
     case jobNotFound(String)
     case invalidImage(String)
     case permissionDenied(String)
@@ -28,7 +30,7 @@ public enum WireError: Error, Equatable, Sendable {
         case .methodNotFound: return -32601
         case .invalidParams: return -32602
         case .internalError: return -32603
-        case .queueFull: return -32001
+        case .queueFull, .storeFull: return -32001
         case .jobNotFound: return -32002
         case .invalidImage: return -32003
         case .permissionDenied: return -32004
@@ -50,7 +52,7 @@ public enum WireError: Error, Equatable, Sendable {
         case .methodNotFound: return "method_not_found"
         case .invalidParams: return "invalid_params"
         case .internalError: return "internal_error"
-        case .queueFull: return "queue_full"
+        case .queueFull, .storeFull: return "queue_full"
         case .jobNotFound: return "job_not_found"
         case .invalidImage: return "invalid_image"
         case .permissionDenied: return "permission_denied"
@@ -72,6 +74,7 @@ public enum WireError: Error, Equatable, Sendable {
             return detail
         case let .methodNotFound(method): return "unknown method '\(method)'"
         case let .queueFull(limit): return "the queue is full (\(limit) jobs)"
+        case let .storeFull(limit): return "the job store holds its maximum of \(limit) bytes of images of waiting jobs"
         case let .jobNotFound(id): return "no job '\(id)'"
         case .shuttingDown: return "the daemon is shutting down"
         case let .frameTooLarge(length, maximum): return "frame of \(length) bytes exceeds the maximum of \(maximum)"
