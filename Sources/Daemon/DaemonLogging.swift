@@ -6,7 +6,7 @@ enum DaemonLogging {
     static func logger() -> Logger {
         let journal = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil
         LoggingSystem.bootstrap { label in
-            journal ? JournalLogHandler(label: label) as LogHandler : StreamLogHandler.standardError(label: label)
+            EscapingLogHandler(journal ? JournalLogHandler(label: label) as LogHandler : StreamLogHandler.standardError(label: label))
         }
         var logger = Logger(label: "xattnd")
         logger.logLevel = .info
@@ -42,5 +42,57 @@ struct JournalLogHandler: LogHandler {
             fields.append("\(name)=\(value)")
         }
         Systemd.journal(fields)
+    }
+}
+
+/// Control characters in a message or a metadata value (a file name may hold a newline) are
+/// written as escapes (`\n`, `\u{1B}`; a backslash as `\\`), so that one log record is one line
+/// of stderr and one journal field's value never looks like two.
+struct EscapingLogHandler: LogHandler {
+    var wrapped: LogHandler
+
+    init(_ wrapped: LogHandler) { self.wrapped = wrapped }
+
+    var metadata: Logger.Metadata {
+        get { wrapped.metadata }
+        set { wrapped.metadata = newValue.mapValues(Self.escape) }
+    }
+    var logLevel: Logger.Level {
+        get { wrapped.logLevel }
+        set { wrapped.logLevel = newValue }
+    }
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { wrapped[metadataKey: key] }
+        set { wrapped[metadataKey: key] = newValue.map(Self.escape) }
+    }
+
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+        wrapped.log(level: level, message: "\(Self.escape(message.description))", metadata: metadata?.mapValues(Self.escape),
+                    source: source, file: file, function: function, line: line)
+    }
+
+    static func escape(_ value: Logger.Metadata.Value) -> Logger.Metadata.Value {
+        switch value {
+        case let .string(text): return .string(escape(text))
+        case let .stringConvertible(convertible): return .string(escape(convertible.description))
+        case let .array(values): return .array(values.map(escape))
+        case let .dictionary(values): return .dictionary(values.mapValues(escape))
+        }
+    }
+
+    static func escape(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F || $0 == "\\" }) else { return text }
+        var out = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\\": out += "\\\\"
+            case _ where scalar.value < 0x20 || scalar.value == 0x7F: out += String(format: "\\u{%02X}", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
     }
 }

@@ -19,6 +19,8 @@ struct DropTracker {
         var isDirectory: Bool
         var writing = false
         var closed = false
+        /// Why this entry can never be taken (a symbolic link, a FIFO …), or nil for a file or directory.
+        var unusable: String?
     }
 
     /// One job, as found in the inbox. Names are `stem + suffix` at the inbox's top level; the
@@ -40,7 +42,8 @@ struct DropTracker {
     }
 
     let inbox: String
-    let settle: TimeInterval
+    /// Seconds a finished file must stay unchanged (the polling default is longer).
+    var settle: TimeInterval
     let unpairedTimeout: TimeInterval
     /// The folder has a fixed image, so a lone image (or a lone part) is a whole job.
     let hasFixedAppearance: Bool
@@ -51,18 +54,36 @@ struct DropTracker {
 
     init(inbox: String, settings: HotFolderSettings) {
         self.inbox = inbox
-        settle = settings.settle
+        settle = settings.settle(polling: settings.poll)
         unpairedTimeout = settings.unpairedTimeout
         hasFixedAppearance = settings.appearance != nil
         hasFixedStructure = settings.structure != nil
-        lookInterval = max(0.1, settings.settle / 2)
+        lookInterval = max(0.1, settle / 2)
     }
 
-    static func stat(_ path: String) -> (size: Int64, modified: Double, isDirectory: Bool, isLink: Bool)? {
+    struct Status {
+        var size: Int64
+        var modified: Double
+        var isDirectory: Bool
+        /// Hard links to the file (more than one: made by `ln` or `cp -l`, its content complete).
+        var links: Int
+        /// Why it can never be a job's file, for anything but a regular file or a directory.
+        var unusable: String?
+    }
+
+    /// lstat: a link is seen as a link, never followed.
+    static func stat(_ path: String) -> Status? {
         var s = Glibc.stat()
         guard lstat(path, &s) == 0 else { return nil }
-        let type = s.st_mode & S_IFMT
-        return (Int64(s.st_size), Double(s.st_mtim.tv_sec) + Double(s.st_mtim.tv_nsec) * 1e-9, type == S_IFDIR, type == S_IFLNK)
+        let unusable: String?
+        switch s.st_mode & S_IFMT {
+        case S_IFREG, S_IFDIR: unusable = nil
+        case S_IFLNK: unusable = "is a symbolic link; links are not followed: drop the file itself"
+        case S_IFIFO: unusable = "is a FIFO (named pipe), not a file"
+        default: unusable = "is not a regular file"
+        }
+        return Status(size: Int64(s.st_size), modified: Double(s.st_mtim.tv_sec) + Double(s.st_mtim.tv_nsec) * 1e-9,
+                      isDirectory: s.st_mode & S_IFMT == S_IFDIR, links: Int(s.st_nlink), unusable: unusable)
     }
 
     /// Whether a relative path is worth tracking: no junk at either level, at most one level deep.
@@ -84,7 +105,11 @@ struct DropTracker {
             var entry = entries[event.path]
                 ?? Entry(firstSeen: now, lastChange: now, lastLook: now, size: s.size, modified: s.modified, isDirectory: s.isDirectory)
             (entry.lastChange, entry.lastLook, entry.size, entry.modified, entry.isDirectory) = (now, now, s.size, s.modified, s.isDirectory)
+            entry.unusable = s.unusable
             if !s.isDirectory { (entry.closed, entry.writing) = event.kind == .complete ? (true, false) : (false, true) }
+            // Entries that no writer will ever close: a symbolic link or FIFO (IN_CREATE only; they
+            // get a verdict of their own), and a new hard link to a whole file (`ln`, `cp -l`).
+            if s.unusable != nil || (event.kind == .writing && !s.isDirectory && s.links > 1) { (entry.closed, entry.writing) = (true, false) }
             entries[event.path] = entry
             if let slash = event.path.firstIndex(of: "/") { touch(String(event.path[..<slash]), now: now) }
             // A directory renamed in arrives whole: its files bring no events of their own. One
@@ -130,11 +155,13 @@ struct DropTracker {
         if var entry = entries[path] {
             if entry.size != s.size || entry.modified != s.modified { (entry.lastChange, entry.size, entry.modified) = (now, s.size, s.modified) }
             entry.lastLook = now
-            entry.closed = entry.closed || closed
+            entry.closed = entry.closed || closed || s.unusable != nil
+            entry.unusable = s.unusable
+            if s.unusable != nil { entry.writing = false }
             entries[path] = entry
         } else {
             entries[path] = Entry(firstSeen: now, lastChange: now, lastLook: now, size: s.size, modified: s.modified,
-                                  isDirectory: s.isDirectory, closed: closed)
+                                  isDirectory: s.isDirectory, closed: closed || s.unusable != nil, unusable: s.unusable)
         }
     }
 
@@ -188,8 +215,9 @@ struct DropTracker {
             guard let group = groups[key], group.paths.allSatisfy({ settled($0, now: now) }) else { continue }
             if let problem = group.problem { result.append(.invalid(group.drop, reason: problem)); continue }
             let drop = group.drop
-            if Self.stat(inbox + "/" + drop.stem + (drop.suffixes.first ?? ""))?.isLink == true {
-                result.append(.invalid(drop, reason: "symbolic links are not taken; drop the file itself")); continue
+            // Every entry reaches a verdict: a link, FIFO or device fails at once with its reason.
+            if let path = group.paths.first(where: { entries[$0]?.unusable != nil }), let why = entries[path]?.unusable {
+                result.append(.invalid(drop, reason: "\(path) \(why)")); continue
             }
             let complete = (drop.structure != nil || hasFixedStructure) && (drop.appearance != nil || hasFixedAppearance)
                 && !(drop.structure == nil && drop.appearance == nil)

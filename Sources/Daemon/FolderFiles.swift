@@ -1,3 +1,4 @@
+import Core
 import Foundation
 import Glibc
 
@@ -10,13 +11,34 @@ enum FolderFiles {
     /// Images above this are refused before they reach the store.
     static let maximumFileBytes = 64 << 20
 
+    /// Whether anything is at `path`, a dangling symbolic link included (lstat, never followed).
+    static func exists(_ path: String) -> Bool {
+        var s = stat()
+        return lstat(path, &s) == 0
+    }
+
+    /// Longest file name most Linux filesystems take (NAME_MAX).
+    static let maximumNameBytes = 255
+
+    /// `stem + suffix`, or when that is longer than a file name may be, the stem cut (at a
+    /// character) and marked with a hash of the whole, so that the name is still unique and fits.
+    static func fittingName(_ stem: String, suffix: String) -> String {
+        guard (stem + suffix).utf8.count > maximumNameBytes else { return stem + suffix }
+        var hash = Core.SHA256()
+        hash.update(Array(stem.utf8))
+        let mark = "~" + Core.SHA256.hex(hash.finalize()).prefix(8)
+        var cut = ""
+        for character in stem where (cut + String(character) + mark + suffix).utf8.count <= maximumNameBytes { cut.append(character) }
+        return cut + mark + suffix
+    }
+
     /// The first of `stem`, `stem-2`, `stem-3`, … for which no `candidate + suffix` exists in
     /// `directory` (and none of `extra` suffixes either).
     static func freeStem(_ stem: String, suffixes: [String], in directory: String) -> String {
         var k = 1
         while true {
             let candidate = k == 1 ? stem : "\(stem)-\(k)"
-            if !suffixes.contains(where: { FileManager.default.fileExists(atPath: directory + "/" + candidate + $0) }) { return candidate }
+            if !suffixes.contains(where: { exists(directory + "/" + fittingName(candidate, suffix: $0)) }) { return candidate }
             k += 1
         }
     }

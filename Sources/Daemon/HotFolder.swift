@@ -18,7 +18,10 @@ final class HotFolder {
     var isReady = false
     /// Scanned every poll interval: configured so, or inotify is unavailable.
     var polling = false {
-        didSet { tracker.lookInterval = polling ? settings.pollInterval : max(0.1, settings.settle / 2) }
+        didSet {
+            tracker.settle = settings.settle(polling: polling)
+            tracker.lookInterval = polling ? settings.pollInterval : max(0.1, tracker.settle / 2)
+        }
     }
     var nextScan = Date.distantPast
     private var deferredUntil = Date.distantPast
@@ -51,6 +54,7 @@ final class HotFolder {
 
     func scan(now: Date, lostEvents: Bool = false) {
         tracker.scan(now: now, forgetWriting: lostEvents)
+        writePendingReports()
         nextScan = now.addingTimeInterval(polling ? settings.pollInterval : settings.scanInterval)
     }
 
@@ -213,7 +217,7 @@ final class HotFolder {
     private func finish(stem: String, files: [String], from source: String, error: [String: JSONValue]?, job: String?) {
         let suffixes = files.map { String($0.dropFirst(stem.count)) }
         let target = error == nil ? settings.done : settings.failed
-        let present = suffixes.filter { FileManager.default.fileExists(atPath: source + "/" + stem + $0) }
+        let present = suffixes.filter { FolderFiles.exists(source + "/" + stem + $0) }
         let moved: String
         do { moved = try FolderFiles.move(stem: stem, suffixes: present, from: source, to: target, extraSuffixes: [".error.json"]) } catch {
             logger.error("moving a drop out of \((source as NSString).lastPathComponent)/ failed", metadata: ["name": "\(stem)", "error": "\(error)"])
@@ -229,13 +233,39 @@ final class HotFolder {
         fields["time"] = .string(JobConversion.timestamp(Date()))
         fields["folder"] = .string(settings.name)
         fields["inputs"] = .array(present.map { .string(moved + $0) })
-        do {
-            try JSONEncoder.sorted.encode(JSONValue.object(fields)).write(to: URL(fileURLWithPath: target + "/" + moved + ".error.json"), options: .atomic)
-        } catch {
-            logger.error("writing an error file failed", metadata: ["name": "\(moved)", "error": "\(error)"])
-        }
         if case let .string(message)? = fields["message"] { metadata["error"] = "\(message)" }
         logger.notice("drop failed", metadata: metadata)
+        // Recorded before it is written: the failure reaches the folder even if writing fails now.
+        let text = String(decoding: (try? JSONEncoder.sorted.encode(JSONValue.object(fields))) ?? Data(), as: UTF8.self)
+        do {
+            let report = try store.addReport(FolderReport(folder: settings.name, name: moved, fields: text))
+            write(report)
+        } catch {
+            logger.error("recording a failure failed", metadata: ["name": "\(moved)", "error": "\(error)"])
+        }
+    }
+
+    /// `NAME.error.json` in failed/ (a shorter name when that one is too long); on failure (a full
+    /// disk) it stays recorded and is tried again at every scan.
+    private func write(_ report: FolderReport) {
+        let path = settings.failed + "/" + FolderFiles.fittingName(report.name, suffix: ".error.json")
+        do {
+            try Data(report.fields.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+            if let id = report.id { try store.markReportWritten(id) }
+        } catch {
+            if !failedReports.contains(report.id ?? -1) {
+                logger.error("writing an error file failed; trying again at each scan", metadata: ["name": "\(report.name)", "error": "\(error)"])
+                failedReports.insert(report.id ?? -1)
+            }
+        }
+    }
+
+    /// Error files not written yet (logged once each).
+    private var failedReports: Set<Int64> = []
+
+    /// Writes the error files that could not be written before.
+    func writePendingReports() {
+        for report in (try? store.unwrittenReports(folder: settings.name)) ?? [] { write(report) }
     }
 
     // MARK: restart

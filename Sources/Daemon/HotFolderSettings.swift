@@ -10,8 +10,14 @@ struct HotFolderSettings: Equatable {
     /// Scan every `pollInterval` seconds instead of relying on inotify (network filesystems).
     var poll = false
     var pollInterval = 2.0
-    /// Seconds a complete file must stay unchanged before it is taken.
-    var settle = 1.0
+    /// Seconds a complete file must stay unchanged before it is taken; nil: the mode's default.
+    var settle: Double?
+    /// With inotify a file is taken after its writer closed it; polling sees only size and time,
+    /// so a writer that pauses longer than this is taken half-written (and refused as a truncated
+    /// image): the polling default covers the pauses of a copy over a network share.
+    static let defaultSettle = 1.0, defaultPollingSettle = 10.0
+
+    func settle(polling: Bool) -> Double { settle ?? (polling ? Self.defaultPollingSettle : Self.defaultSettle) }
     /// Seconds after which a file that is not part of a complete job goes to failed/.
     var unpairedTimeout = 300.0
     /// Seconds between full scans even when inotify is working (missed events are not lost).

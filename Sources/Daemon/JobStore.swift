@@ -46,6 +46,22 @@ struct FolderItem: Codable, FetchableRecord, MutablePersistableRecord, Equatable
     mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }
 
+/// A hot-folder failure to report in the folder: `NAME.error.json` beside the inputs in failed/.
+/// Recorded first, written then, and written again until it is (a full disk, a name too long).
+struct FolderReport: Codable, FetchableRecord, MutablePersistableRecord, Equatable {
+    static let databaseTableName = "folder_report"
+    var id: Int64?
+    var folder: String
+    /// The inputs' stem in failed/.
+    var name: String
+    /// The error file's fields (JSON object).
+    var fields: String
+    var written = false
+    var createdAt = Date()
+
+    mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+}
+
 /// Why the store refused something.
 enum StoreError: Error, Equatable {
     case queueFull(limit: Int)
@@ -127,6 +143,16 @@ final class JobStore: @unchecked Sendable {
         migrator.registerMigration("v3-abnormal-stops") { db in
             try db.alter(table: "job") { t in t.add(column: "abnormalStops", .integer).notNull().defaults(to: 0) }
         }
+        migrator.registerMigration("v4-folder-reports") { db in
+            try db.create(table: "folder_report") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("folder", .text).notNull().indexed()
+                t.column("name", .text).notNull()
+                t.column("fields", .text).notNull()
+                t.column("written", .boolean).notNull().defaults(to: false)
+                t.column("createdAt", .datetime).notNull()
+            }
+        }
         if try pool.read({ try migrator.hasBeenSuperseded($0) }) {
             throw DatabaseError(message: "the job store at \(path) was written by a newer xattnd; refusing to use it")
         }
@@ -205,6 +231,22 @@ final class JobStore: @unchecked Sendable {
                 try JobRecord.fetchOne(db, key: item.jobId).map { (item, $0) }
             }
         }
+    }
+
+    func addReport(_ report: FolderReport) throws -> FolderReport {
+        try pool.write { db in
+            var report = report
+            try report.insert(db)
+            return report
+        }
+    }
+
+    func unwrittenReports(folder: String) throws -> [FolderReport] {
+        try pool.read { try FolderReport.filter(Column("folder") == folder && Column("written") == false).order(Column("id")).fetchAll($0) }
+    }
+
+    func markReportWritten(_ id: Int64) throws {
+        try pool.write { db in try db.execute(sql: "UPDATE folder_report SET written = 1 WHERE id = ?", arguments: [id]) }
     }
 
     func markDelivered(_ itemID: Int64) throws {
