@@ -130,9 +130,10 @@ func reason(_ message: RPCMessage?) -> String? {
     @Test func heartbeatsOnlyAfterFifteenQuietSeconds() throws {
         let daemon = try DaemonHarness()
         try daemon.start()
-        let running = daemon.submit(["--domain", "animal"])  // ~18 s of progress
+        let running = daemon.submit(["--domain", "animal", "--timesteps", "200", "--skip", "64"])  // progress for ~35 s
         #expect(daemon.waitUntil(running, isIn: ["running"]) == "running")
-        let waiting = daemon.submit()  // queued behind it
+        #expect(daemon.ctl(["pause"]).code == 0)  // the waiting job cannot start: its watcher hears nothing but heartbeats
+        let waiting = daemon.submit()
         let (busy, quiet) = (try Peer(daemon.socket), try Peer(daemon.socket))
         for (peer, job) in [(busy, running), (quiet, waiting)] {
             _ = peer.hello()
