@@ -72,6 +72,12 @@ enum RunCommand {
         do {
             model = try StableDiffusionModel.load(from: modelPath, tokenizer: settings.tokenizer)
             schedule = try NoiseSchedule(config: try TransferCommand.schedulerConfig(near: model.path))
+            // A folder's options that this model refuses would fail every drop: refuse them now.
+            for folder in settings.folders {
+                do { _ = try JobAdmission.options(folder.options, engine: JobAdmission.Engine(model: model, schedule: schedule)) } catch {
+                    throw Arguments.UsageError(description: "hot folder '\(folder.name)': \(error)")
+                }
+            }
         } catch {
             server.stop()
             throw error

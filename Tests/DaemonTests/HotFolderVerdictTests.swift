@@ -154,4 +154,25 @@ import Wire
         #expect(H.waitFor(folder + "/out/slow.png", seconds: 40))
         #expect(H.names(folder + "/failed").isEmpty)
     }
+
+    /// Options the model refuses: a drop's options.json fails that drop (`invalid_options`, before:
+    /// the worker trapped), and a folder's own table stops the start with the folder named.
+    @Test func optionsTheModelRefuses() throws {
+        let daemon = try DaemonHarness()
+        let folder = try H.folder(daemon, "options")
+        try Self.start(daemon, folder: folder, table: "")
+        H.write(H.structurePNG, folder + "/in/grid.structure.png")
+        H.write(H.appearancePNG, folder + "/in/grid.appearance.png")
+        H.write(Data(#"{"timesteps": 1000, "skip": 0, "adainRange": [20, 100]}"#.utf8), folder + "/in/grid.options.json")
+        #expect(H.waitFor(folder + "/failed/grid.error.json", seconds: 15))
+        #expect(Self.reason(folder + "/failed/grid.error.json") == "invalid_options")
+        #expect(Self.message(folder + "/failed/grid.error.json").contains("timesteps"))
+        daemon.stop()
+
+        let config = daemon.directory.appendingPathComponent("bad.toml").path
+        H.write(Data("[[folder]]\npath = \"\(folder)\"\ntimesteps = 1000\nskip = 0\n".utf8), config)
+        let (code, _, message) = try DaemonHarness.xattnd(["run", "--config", config, "--state-dir", daemon.stateDirectory, "--socket", daemon.socket,
+                                                           "--model", DaemonHarness.repository.appendingPathComponent("Tests/Fixtures/tiny-sd").path])
+        #expect(code == 2 && message.contains("hot folder 'options'") && message.contains("timesteps"), "\(message)")
+    }
 }
