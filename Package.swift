@@ -1,6 +1,6 @@
 // swift-tools-version: 6.0
 // xattn: zero-shot appearance transfer (Cross-Image Attention, SD 1.5) as a Linux workstation service.
-// Layout and module boundaries: ../shared/docs/ARCHITECTURE.md.
+// Layout and module boundaries: README.md, "Layout"; the computation: docs/ALGORITHM.md.
 import PackageDescription
 import Foundation
 

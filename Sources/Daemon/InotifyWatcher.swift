@@ -26,7 +26,7 @@ struct FolderEvent: Equatable, Sendable {
 }
 
 /// The libinotifytools boundary (the only file that imports it). libinotifytools keeps
-/// process-global state and returns events in static storage (SERVICE-NOTES.md § inotify): every
+/// process-global state and returns events in static storage (not thread-safe): every
 /// call is made from this one thread, and each event is copied out before the next call.
 /// It watches each inbox and, one level down, the job directories in it.
 final class InotifyWatcher: @unchecked Sendable {
