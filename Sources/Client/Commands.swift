@@ -18,7 +18,8 @@ struct Commands {
           status [JOB]   list [--limit N]   watch JOB   cancel JOB   retry JOB   result JOB --out FILE
           pause   resume   reload   info
         The socket is --socket, else $XATTN_SOCKET, else /run/xattnd.sock.
-        Exit codes: 0 done, 1 failed, 2 usage, 3 daemon not reachable, 4 queue full, 5 job failed or cancelled.
+        Exit codes: 0 done, 1 failed, 2 usage (or an option the daemon refuses), 3 daemon not reachable, 4 queue full,
+        5 job failed or cancelled.
         """
 
     func hello() throws {

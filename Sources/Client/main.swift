@@ -26,7 +26,7 @@ do {
     exit(try commands.run(parsed))
 } catch let error as ClientError {
     FileHandle.standardError.write(Data("xattnctl: \(error.description)\n".utf8))
-    if error.kind == .usage { FileHandle.standardError.write(Data((Commands.usage + "\n").utf8)) }
+    if error.kind == .usage && error.showsUsage { FileHandle.standardError.write(Data((Commands.usage + "\n").utf8)) }
     exit(error.kind.rawValue)
 } catch {
     FileHandle.standardError.write(Data("xattnctl: \(error)\n".utf8))

@@ -18,11 +18,9 @@ final class EventHub: @unchecked Sendable {
         lock.lock(); stateObservers.append(handler); lock.unlock()
     }
 
-    /// Calls `handler` for every event of `job` until the returned token is cancelled.
-    func watch(_ job: String, _ handler: @escaping (Event) -> Void) -> UUID {
-        let token = UUID()
+    /// Calls `handler` for every event of `job` until `unwatch(job, token)`.
+    func watch(_ job: String, token: UUID, _ handler: @escaping (Event) -> Void) {
         lock.lock(); watchers[job, default: [:]][token] = handler; lock.unlock()
-        return token
     }
 
     func unwatch(_ job: String, _ token: UUID) {

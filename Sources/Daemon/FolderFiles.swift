@@ -8,8 +8,8 @@ import Glibc
 enum FolderFiles {
     struct Failure: Error, CustomStringConvertible { let description: String }
 
-    /// Images above this are refused before they reach the store.
-    static let maximumFileBytes = 64 << 20
+    /// Images above this are refused before they are read into memory.
+    static var maximumFileBytes: Int { JobAdmission.maximumFileBytes }
 
     /// Whether anything is at `path`, a dangling symbolic link included (lstat, never followed).
     static func exists(_ path: String) -> Bool {

@@ -25,10 +25,16 @@ enum JobAdmission {
         }
     }
 
+    /// Bytes of one image file, however it arrives (a larger frame size does not raise it).
+    static let maximumFileBytes = 64 << 20
+
     /// The whole file decoded (a truncated PNG, a bad CRC, a JPEG header alone are refused here).
     @discardableResult
     static func image(_ data: Data, role: String) throws -> RGBImage {
         guard !data.isEmpty else { throw WireError.invalidImage("\(role): the file is empty") }
+        guard data.count <= maximumFileBytes else {
+            throw WireError.invalidImage("\(role): \(data.count) bytes, more than the \(maximumFileBytes) accepted")
+        }
         do { return try ImageDecoder.decode(data) } catch { throw WireError.invalidImage("\(role): \(error)") }
     }
 

@@ -298,8 +298,9 @@ final class JobStore: @unchecked Sendable {
             WHERE job.state IN ('succeeded', 'failed', 'cancelled') ORDER BY job.finishedAt ASC, job.rowid ASC
             """)
         for row in ended where held + bytes > limit {
-            try db.execute(sql: "DELETE FROM job_input WHERE jobId = ?", arguments: [row["id"] as String])
-            held -= row["size"] as Int
+            guard let id: String = row["id"], let size: Int = row["size"] else { continue }
+            try db.execute(sql: "DELETE FROM job_input WHERE jobId = ?", arguments: [id])
+            held -= size
         }
         guard held + bytes <= limit else { throw StoreError.storeFull(limit: limit) }
     }
@@ -320,8 +321,9 @@ final class JobStore: @unchecked Sendable {
             let cutoff = Date().addingTimeInterval(-Double(days) * 86400)
             for (index, row) in retryable.enumerated() {
                 let finished: Date? = row["finishedAt"]
+                guard let id: String = row["id"] else { continue }
                 if (count > 0 && index >= count) || (days > 0 && (finished ?? .distantPast) < cutoff) {
-                    try db.execute(sql: "DELETE FROM job_input WHERE jobId = ?", arguments: [row["id"] as String])
+                    try db.execute(sql: "DELETE FROM job_input WHERE jobId = ?", arguments: [id])
                     total += 1
                 }
             }

@@ -222,24 +222,31 @@ final class RPCService: @unchecked Sendable {
         return JobConversion.info(record, progress: worker?.progress(of: job))
     }
 
-    /// Registers first, then takes the snapshot, so no event between the two is lost.
+    /// Registers first, then takes the snapshot, so no event between the two is lost. The token is
+    /// made before anything can use it, and the session knows the watch before events can end it:
+    /// a final state arriving at any moment removes both, and removing twice is harmless. (Before,
+    /// the handler captured a token assigned only after registration, and the session learnt of
+    /// the watch after the snapshot: a job ending in between left a watch that never ended, so the
+    /// connection got heartbeats forever and was never closed as idle.)
     private func watch(_ job: String, session: Session) throws -> JobInfo {
-        var token = UUID()
-        token = events.watch(job) { [events] event in
+        let token = UUID()
+        session.add(watch: job, token: token)
+        let end = { [events] in
+            events.unwatch(job, token)
+            session.remove(token: token)
+        }
+        events.watch(job, token: token) { event in
             switch event {
             case let .progress(progress):
                 session.send(.notification(method: RPCNotificationName.progress.rawValue, params: try? JSONValue(encoding: progress)))
             case let .state(info):
                 session.send(.notification(method: RPCNotificationName.state.rawValue, params: try? JSONValue(encoding: StateNotification(job: info))))
-                if info.state.isFinal {
-                    events.unwatch(job, token)
-                    session.remove(token: token)
-                }
+                if info.state.isFinal { end() }
             }
         }
         let snapshot: JobInfo
-        do { snapshot = try info(job) } catch { events.unwatch(job, token); throw error }
-        if snapshot.state.isFinal { events.unwatch(job, token) } else { session.add(watch: job, token: token) }
+        do { snapshot = try info(job) } catch { end(); throw error }
+        if snapshot.state.isFinal { end() }
         return snapshot
     }
 

@@ -46,9 +46,10 @@ import Wire
         #expect(noun?.reason == "invalid_options" && noun?.message.contains("object-noun") == true, "\(String(describing: noun))")
         let absent = Self.error(Self.submit(raw, structure: Self.png, appearance: Self.png, options: .object(["domain": .string("animal"), "objectNoun": .string("giraffe")])))
         #expect(absent?.reason == "invalid_options", "\(String(describing: absent))")
-        // The CLI says the same through its exit code (1: the daemon refused) and the daemon lives on.
-        let cli = daemon.ctl(["submit", DaemonHarness.structure, DaemonHarness.appearance, "--timesteps", "1000", "--skip", "0"])
-        #expect(cli.code == 1)
+        // The CLI exits 2 (a usage error) naming the flag, and the daemon lives on.
+        let cli = try DaemonHarness.runToEnd([DaemonHarness.binaries.appendingPathComponent("xattnctl").path, "--socket", daemon.socket, "submit",
+                                              DaemonHarness.structure, DaemonHarness.appearance, "--timesteps", "1000", "--skip", "0"])
+        #expect(cli.code == 2 && cli.error.contains("--timesteps"), "\(cli)")
         #expect(daemon.ctl(["status"]).code == 0)
         #expect(daemon.state(daemon.submit()) != "unknown")
     }
