@@ -23,10 +23,9 @@ func engineTargetCPU() -> String? {
     #endif
 }
 
-/// The numeric engine passes raw buffers into its compute pool's closures; Swift 6's strict
-/// sendability checking would demand a wrapper at every kernel for no safety gain (the pool joins
-/// before returning), so the engine targets stay in the Swift 5 language mode.
-let engineSettings: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+/// Every target builds in the Swift 6 language mode (strict concurrency checking); the engine
+/// targets add only the target CPU.
+let engineSettings: [SwiftSetting] = []
     + (engineTargetCPU().map { [.unsafeFlags(["-target-cpu", $0])] } ?? [])
 
 let package = Package(
@@ -73,8 +72,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
-            path: "Sources/Daemon",
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            path: "Sources/Daemon"
         ),
         .executableTarget(name: "Client", dependencies: ["Wire"], path: "Sources/Client"),
         .executableTarget(
@@ -92,7 +90,6 @@ let package = Package(
         ),
         .testTarget(name: "WireTests", dependencies: ["Wire"], path: "Tests/WireTests"),
         // Runs the real xattnd and xattnctl binaries (the dependency makes SwiftPM build them).
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Client", "Wire", "Core"], path: "Tests/DaemonTests",
-                    swiftSettings: [.swiftLanguageMode(.v5)]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Client", "Wire", "Core"], path: "Tests/DaemonTests"),
     ]
 )

@@ -32,7 +32,7 @@ struct DaemonSettings: Equatable {
     var folders: [HotFolderSettings] = []
 
     /// Settings that only a restart can change (the model stays loaded, the socket stays bound).
-    static let restartOnly: [(String, (DaemonSettings) -> String?)] = [
+    static let restartOnly: [(String, @Sendable (DaemonSettings) -> String?)] = [
         ("model", { $0.model }), ("tokenizer", { $0.tokenizer }), ("state_dir", { $0.stateDirectory }),
         ("socket", { $0.socket }), ("socket_group", { $0.socketGroup }), ("cache", { "\($0.cache)" }), ("cache_dir", { $0.cacheDirectory }),
         ("folder", { "\($0.folders)" }),

@@ -7,7 +7,8 @@ import Wire
 
 /// A raw connection that keeps its frame decoder across reads (several messages may arrive in one
 /// read) and timestamps what it receives.
-final class Peer {
+/// Used from one thread at a time (a test hands it to a collector thread and waits for it).
+final class Peer: @unchecked Sendable {
     let fd: Int32
     private var decoder = FrameDecoder()
     private var frames: [Data] = []

@@ -6,7 +6,8 @@ import Testing
 import Wire
 
 /// A real xattnd on the tiny model in a temporary directory, and helpers to drive it.
-final class DaemonHarness {
+/// Driven from one test thread; other threads only read `socket` and `directory` (constants).
+final class DaemonHarness: @unchecked Sendable {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     /// The built binaries sit beside the test executable.
     static let binaries: URL = {

@@ -9,7 +9,8 @@ import Testing
 @Suite(.serialized) struct SystemdIntegrationTests {
     /// A bound Unix datagram socket collecting sd_notify messages on a thread of its own, as
     /// systemd does (a full queue would block the sender).
-    final class NotifySocket {
+    /// Its received datagrams are guarded by `lock`; the reading thread ends before deinit closes it.
+    final class NotifySocket: @unchecked Sendable {
         let fd: Int32
         let path: String
         private let lock = NSLock()

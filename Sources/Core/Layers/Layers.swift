@@ -2,7 +2,7 @@
 /// (PyTorch layouts) under the checkpoint's own names.
 
 /// `nn.Conv2d` with bias. weight [out, in, k, k].
-public struct Conv2DLayer {
+public struct Conv2DLayer: Sendable {
     public let weight: Tensor
     public let bias: Tensor?
     public let stride: Int
@@ -25,7 +25,7 @@ public struct Conv2DLayer {
 }
 
 /// `nn.Linear`. weight [out, in], optional bias [out].
-public struct LinearLayer {
+public struct LinearLayer: Sendable {
     public let weight: Tensor
     public let bias: Tensor?
 
@@ -39,7 +39,7 @@ public struct LinearLayer {
 }
 
 /// `nn.GroupNorm` with affine parameters [C].
-public struct GroupNormLayer {
+public struct GroupNormLayer: Sendable {
     public let weight: Tensor
     public let bias: Tensor
     public let groups: Int
@@ -59,7 +59,7 @@ public struct GroupNormLayer {
 }
 
 /// `nn.LayerNorm` over the last dimension, affine parameters [D].
-public struct LayerNormLayer {
+public struct LayerNormLayer: Sendable {
     public let weight: Tensor
     public let bias: Tensor
     public let eps: Float

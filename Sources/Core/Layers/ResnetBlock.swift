@@ -1,7 +1,7 @@
 /// diffusers' `ResnetBlock2D` (time-scale-shift "default", output scale 1):
 /// h = conv1(silu(norm1(x))) [+ time_emb_proj(silu(temb))], h = conv2(silu(norm2(h))),
 /// out = shortcut(x) + h, where the shortcut is a 1×1 convolution when the width changes.
-public struct ResnetBlock {
+public struct ResnetBlock: Sendable {
     let norm1, norm2: GroupNormLayer
     let conv1, conv2: Conv2DLayer
     let timeProjection: LinearLayer?

@@ -1,6 +1,6 @@
 /// diffusers' `Attention` (the UNet's attn1/attn2): q, k, v projections without bias, the
 /// attention itself delegated to a processor, and `to_out.0` with bias.
-public struct AttentionLayer {
+public struct AttentionLayer: Sendable {
     let toQ, toK, toV, toOut: LinearLayer
     public let heads: Int
 
@@ -23,7 +23,7 @@ public struct AttentionLayer {
 
 /// diffusers' `BasicTransformerBlock` as SD 1.5 uses it: pre-LayerNorm self-attention,
 /// cross-attention on the text context, and a GEGLU feed-forward, each with a residual.
-struct TransformerBlock {
+struct TransformerBlock: Sendable {
     let norm1, norm2, norm3: LayerNormLayer
     let attn1, attn2: AttentionLayer
     let ffIn, ffOut: LinearLayer
@@ -55,7 +55,7 @@ struct TransformerBlock {
 /// diffusers' `Transformer2DModel` on a feature map: GroupNorm (eps 1e-6), projection in (1×1
 /// conv, or Linear with `use_linear_projection`), transformer blocks over the H·W tokens,
 /// projection out, residual.
-struct Transformer2D {
+struct Transformer2D: Sendable {
     let norm: GroupNormLayer
     let projIn, projOut: Projection
     let blocks: [TransformerBlock]

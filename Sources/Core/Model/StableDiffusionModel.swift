@@ -2,7 +2,7 @@ import Foundation
 
 /// A loaded Stable Diffusion 1.x model: the UNet, the VAE, the CLIP text encoder and its
 /// tokenizer, immutable and shareable between jobs.
-public final class StableDiffusionModel {
+public final class StableDiffusionModel: Sendable {
     public let unet: UNetModel
     public let vae: AutoencoderKL
     public let textEncoder: CLIPTextModel

@@ -41,7 +41,7 @@ public struct CLIPTextConfig: Decodable, Equatable, Sendable {
 
 /// One pre-LayerNorm encoder layer: causal self-attention (biased q/k/v/out projections) and an
 /// MLP (fc1, quick-GELU, fc2), each with a residual.
-struct CLIPEncoderLayer {
+struct CLIPEncoderLayer: Sendable {
     let norm1, norm2: LayerNormLayer
     let q, k, v, out, fc1, fc2: LinearLayer
     let heads: Int
@@ -74,7 +74,7 @@ struct CLIPEncoderLayer {
 
 /// transformers' `CLIPTextModel` → `last_hidden_state`: token plus position embeddings, the
 /// encoder layers with a causal mask, and the final LayerNorm.
-public final class CLIPTextModel {
+public final class CLIPTextModel: Sendable {
     public let config: CLIPTextConfig
     let tokenEmbedding, positionEmbedding: Tensor
     let layers: [CLIPEncoderLayer]

@@ -10,7 +10,8 @@ import Foundation
 /// 3. Each piece as UTF-8 bytes mapped to printable characters, then BPE with the merge ranks;
 ///    the last symbol of a piece carries "</w>".
 /// `encode` adds BOS 49406 and EOS 49407, truncates to 77 and pads with EOS.
-public final class CLIPTokenizer {
+/// Shared by every job: immutable but for the BPE cache, which `cacheLock` guards.
+public final class CLIPTokenizer: @unchecked Sendable {
     public let vocabulary: [String: Int]
     let mergeRanks: [String: Int]  // "first second" → rank
     let byteCharacters: [Character]

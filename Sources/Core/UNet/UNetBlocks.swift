@@ -6,7 +6,7 @@ private func site(_ stage: AttentionSite.Stage, block: Int, level: Int, transfor
     AttentionSite(stage: stage, block: block, level: level, kind: .selfAttention, transformer: transformer)
 }
 
-struct DownBlock {
+struct DownBlock: Sendable {
     let index: Int
     let resnets: [ResnetBlock]
     let attentions: [Transformer2D]
@@ -47,7 +47,7 @@ struct DownBlock {
     }
 }
 
-struct MidBlock {
+struct MidBlock: Sendable {
     let level: Int
     let resnet1, resnet2: ResnetBlock
     let attention: Transformer2D
@@ -70,7 +70,7 @@ struct MidBlock {
     }
 }
 
-struct UpBlock {
+struct UpBlock: Sendable {
     let index: Int
     let level: Int
     let resnets: [ResnetBlock]

@@ -1,6 +1,6 @@
 /// diffusers' `UNet2DConditionModel` for SD 1.x/2.x, built by loops over its config. Immutable
 /// once loaded: everything a forward pass varies (attention processor, FreeU) is an argument.
-public final class UNetModel {
+public final class UNetModel: Sendable {
     public let config: UNetConfig
     let timeLinear1, timeLinear2: LinearLayer
     let convIn, convOut: Conv2DLayer

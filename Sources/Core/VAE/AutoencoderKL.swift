@@ -50,7 +50,7 @@ public struct VAEConfig: Decodable, Equatable, Sendable {
 
 /// The VAE's mid-block attention (diffusers `Attention` with one head, biased projections,
 /// GroupNorm first, residual): over the H·W pixels as tokens.
-struct VAEAttention {
+struct VAEAttention: Sendable {
     let norm: GroupNormLayer
     let toQ, toK, toV, toOut: LinearLayer
 
@@ -74,7 +74,7 @@ struct VAEAttention {
 }
 
 /// resnet, attention, resnet at the deepest width (diffusers `UNetMidBlock2D`, no time embedding).
-struct VAEMidBlock {
+struct VAEMidBlock: Sendable {
     let resnet1, resnet2: ResnetBlock
     let attention: VAEAttention
 
@@ -89,7 +89,7 @@ struct VAEMidBlock {
 
 /// diffusers' `AutoencoderKL`: the encoder's posterior mean and the decoder. Scaling by
 /// `scaling_factor` (ALGORITHM.md §3) is the caller's, as in diffusers.
-public final class AutoencoderKL {
+public final class AutoencoderKL: Sendable {
     public let config: VAEConfig
     let encoderIn, encoderOut, quantConv, postQuantConv, decoderIn, decoderOut: Conv2DLayer
     let encoderDown: [(resnets: [ResnetBlock], downsample: Conv2DLayer?)]

@@ -39,7 +39,8 @@ public struct SafetensorsEntry: Equatable, Sendable {
 /// must not overlap, must cover it with no holes, and must have exactly shape × dtype size bytes.
 /// Pages are only read when a tensor is loaded, so the peak memory of loading a half-precision file
 /// is the Float32 result plus the page cache, never a second full copy.
-public final class SafetensorsFile {
+/// Immutable once opened (a read-only mapping, `let` properties), so it may be shared.
+public final class SafetensorsFile: @unchecked Sendable {
     public let path: String
     public let entries: [String: SafetensorsEntry]
     public let metadata: [String: String]
