@@ -44,4 +44,17 @@ enum JobConversion {
         try o.validate()
         return o
     }
+
+    /// Engine options → the wire's shape, every option filled in (what the job actually ran with):
+    /// the sidecar speaks the same dialect as `job.submit` and `options.json`.
+    static func parameters(_ o: TransferOptions) -> TransferParameters {
+        var p = TransferParameters()
+        (p.domain, p.prompt, p.objectNoun, p.seed) = (o.domain, o.resolvedPrompt, o.resolvedObjectNoun, o.seed)
+        (p.timesteps, p.skip, p.maskedAdain) = (o.timesteps, o.skip, o.maskedAdaIN)
+        (p.swapGuidance, p.contrast) = (Double(o.swapGuidanceScale), Double(o.contrastStrength))
+        p.crossAttnRange0 = [o.crossAttentionRange0.start, o.crossAttentionRange0.end]
+        p.crossAttnRange1 = [o.crossAttentionRange1.start, o.crossAttentionRange1.end]
+        p.adainRange = [o.adainRange.start, o.adainRange.end]
+        return p
+    }
 }

@@ -128,7 +128,12 @@ import Wire
         let sidecar = Self.json(pets + "/out/job1.json")
         #expect(sidecar["folder"] == .string("pets") && sidecar["name"] == .string("job1"))
         #expect(sidecar["seed"] == .integer(7))
-        #expect(sidecar["model"] != nil && sidecar["seconds"] != nil && sidecar["options"] != nil)
+        #expect(sidecar["model"] != nil && sidecar["seconds"] != nil)
+        // The options as run, in the dialect of options.json and job.submit (defaults filled in).
+        if case let .object(options)? = sidecar["options"] {
+            #expect(options["seed"] == .integer(7) && options["timesteps"] == .integer(5) && options["maskedAdain"] == .bool(true))
+            #expect(options["adainRange"] == .array([.integer(1), .integer(4)]) && options["prompt"] == .string("A photo of a animal"))
+        } else { Issue.record("no options in the sidecar") }
 
         let broken = Self.json(pets + "/failed/broken.error.json")
         #expect(broken["reason"] == .string("invalid_image"))
