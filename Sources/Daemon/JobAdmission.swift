@@ -35,8 +35,15 @@ enum JobAdmission {
         guard data.count <= maximumFileBytes else {
             throw WireError.invalidImage("\(role): \(data.count) bytes, more than the \(maximumFileBytes) accepted")
         }
+        decodeSlot.wait()
+        defer { decodeSlot.signal() }
         do { return try ImageDecoder.decode(data) } catch { throw WireError.invalidImage("\(role): \(error)") }
     }
+
+    /// One full decode at a time, for every connection, the hot folders and the worker: a 200 KB PNG
+    /// may declare 67 million pixels (~470 MB decoded), and eight such submits at once took the
+    /// daemon to 3.7 GB; memory must not grow with the number of clients.
+    private static let decodeSlot = DispatchSemaphore(value: 1)
 
     /// How the worker reports a job that did not produce an image: the user's errors keep their
     /// reasons; only what is left is the daemon's fault.

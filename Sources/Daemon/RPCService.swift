@@ -163,7 +163,8 @@ final class RPCService: @unchecked Sendable {
             return try JSONValue(encoding: try info(job))
         case .list:
             let list = try decode(ListParams.self, params)
-            let (jobs, others) = try store.list(states: list.states, limit: min(max(list.limit ?? 100, 1), 1000),
+            if let limit = list.limit, !(1...1000).contains(limit) { throw WireError.invalidParams("limit: must be in 1…1000, got \(limit)") }
+            let (jobs, others) = try store.list(states: list.states, limit: list.limit ?? 100,
                                                 owner: seesEverything(caller) ? nil : caller.uid)
             return try JSONValue(encoding: ListResult(jobs: jobs.map { JobConversion.info($0, progress: worker?.progress(of: $0.id)) }, others: others))
         case .watch:

@@ -84,6 +84,8 @@ func reason(_ message: RPCMessage?) -> String? {
         _ = peer.hello()
         peer.send(4, "job.frobnicate")
         #expect(reason(peer.receive()) == "method_not_found")
+        peer.send(5, RPCMethod.list.rawValue, .object(["limit": .integer(0)]))
+        #expect(reason(peer.receive()) == "invalid_params")
     }
 
     /// Absent values are present as null: `running` when nothing runs, the model's `error`.

@@ -1,3 +1,4 @@
+import Core
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -126,5 +127,28 @@ import Wire
         raw.send(MalformedFrameTests.request(8, .submit, .object(params)))
         let priority = Self.error(raw.receive())
         #expect(priority?.reason == "invalid_params" && priority?.message.contains("priority") == true, "\(String(describing: priority))")
+    }
+
+    /// A PNG of 36 million pixels compresses to a few hundred KB. Six submitted at once used to be
+    /// decoded at once (≈250 MB each); decodes now take turns, so the daemon's peak stays near one.
+    @Test func concurrentLargeImagesDoNotMultiplyMemory() throws {
+        let daemon = try DaemonHarness()
+        try daemon.start()
+        try #expect(daemon.ctl(["pause"]).code == 0)
+        let side = 6000
+        let png = try PNGLibrary.encode(RGBImage(width: side, height: side, pixels: [UInt8](repeating: 0x80, count: side * side * 3)))
+        #expect(png.count < 1 << 20)
+        let threads = (0..<6).map { _ in
+            Thread {
+                guard let raw = try? Self.connect(daemon) else { return }
+                _ = Self.submit(raw, structure: png, appearance: Self.png)
+            }
+        }
+        threads.forEach { $0.start() }
+        while threads.contains(where: { !$0.isFinished }) { Thread.sleep(forTimeInterval: 0.1) }
+        let status = (try? String(contentsOfFile: "/proc/\(daemon.process?.processIdentifier ?? 0)/status", encoding: .utf8)) ?? ""
+        let peakKB = Int(status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }?.split(separator: " ").dropFirst().first ?? "0") ?? 0
+        #expect(peakKB > 0 && peakKB < 700_000, "peak \(peakKB / 1024) MB")
+        #expect(daemon.ctl(["list"]).output.split(separator: "\n").count == 6)
     }
 }
