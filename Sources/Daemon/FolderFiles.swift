@@ -59,6 +59,32 @@ enum FolderFiles {
         return newStem
     }
 
+    /// Entries of `directory` whose names are not valid UTF-8, as raw bytes (a String cannot hold
+    /// them, and FileManager's listing skips or mangles them).
+    static func undecodableNames(in directory: String) -> [[UInt8]] {
+        guard let handle = opendir(directory) else { return [] }
+        defer { closedir(handle) }
+        var names: [[UInt8]] = []
+        while let entry = readdir(handle) {
+            let bytes = withUnsafeBytes(of: entry.pointee.d_name) { raw in Array(raw.prefix { $0 != 0 }) }
+            if String(validatingUTF8: bytes.map { CChar(bitPattern: $0) } + [0]) == nil { names.append(bytes) }
+        }
+        return names
+    }
+
+    /// A readable, valid stand-in for such a name: printable ASCII kept, every other byte as %XX.
+    static func escapedName(_ bytes: [UInt8]) -> String {
+        bytes.map { (0x20...0x7E).contains($0) && $0 != UInt8(ascii: "%") ? String(UnicodeScalar($0)) : String(format: "%%%02X", $0) }.joined()
+    }
+
+    /// Renames the entry named `bytes` in `source` to `target` (a path).
+    static func move(bytes: [UInt8], from source: String, to target: String) throws {
+        let path = Array(source.utf8CString.dropLast()) + [CChar(bitPattern: UInt8(ascii: "/"))] + bytes.map { CChar(bitPattern: $0) } + [0]
+        guard Glibc.rename(path, target) == 0 else {
+            throw Failure(description: "cannot move \(escapedName(bytes)) to \(target): \(String(cString: strerror(errno)))")
+        }
+    }
+
     /// A regular file's bytes, refusing devices, anything above the limit and (unless the path
     /// comes from the configuration) links.
     static func read(_ path: String, limit: Int = maximumFileBytes, followLinks: Bool = false) throws -> Data {

@@ -53,6 +53,7 @@ final class HotFolder {
     func apply(_ event: FolderEvent, now: Date) { tracker.apply(event, now: now) }
 
     func scan(now: Date, lostEvents: Bool = false) {
+        failUndecodableNames()
         tracker.scan(now: now, forgetWriting: lostEvents)
         writePendingReports()
         nextScan = now.addingTimeInterval(polling ? settings.pollInterval : settings.scanInterval)
@@ -225,14 +226,20 @@ final class HotFolder {
         }
         var metadata: Logger.Metadata = ["name": "\(moved)"]
         if let job { metadata["job_id"] = "\(job)" }
-        guard var fields = error else {
+        guard let fields = error else {
             logger.info("drop done", metadata: metadata)
             return
         }
+        report(fields, moved: moved, inputs: present.map { moved + $0 }, job: job, metadata: metadata)
+    }
+
+    /// Records a failure (the fields of its error file) and writes `MOVED.error.json` in failed/.
+    private func report(_ failure: [String: JSONValue], moved: String, inputs: [String], job: String?, metadata: Logger.Metadata) {
+        var (fields, metadata) = (failure, metadata)
         fields["job"] = job.map { .string($0) } ?? .null
         fields["time"] = .string(JobConversion.timestamp(Date()))
         fields["folder"] = .string(settings.name)
-        fields["inputs"] = .array(present.map { .string(moved + $0) })
+        fields["inputs"] = .array(inputs.map { .string($0) })
         if case let .string(message)? = fields["message"] { metadata["error"] = "\(message)" }
         logger.notice("drop failed", metadata: metadata)
         // Recorded before it is written: the failure reaches the folder even if writing fails now.
@@ -262,6 +269,22 @@ final class HotFolder {
 
     /// Error files not written yet (logged once each).
     private var failedReports: Set<Int64> = []
+
+    /// Entries of in/ whose names are not valid UTF-8 (Linux allows any bytes) cannot be taken:
+    /// nothing downstream can name them. Each goes to failed/ under an escaped name (`caf%E9.png`)
+    /// with its error file, instead of sitting in in/ with no verdict.
+    private func failUndecodableNames() {
+        for bytes in FolderFiles.undecodableNames(in: settings.inbox) {
+            let stem = FolderFiles.freeStem(FolderFiles.escapedName(bytes), suffixes: ["", ".error.json"], in: settings.failed)
+            do { try FolderFiles.move(bytes: bytes, from: settings.inbox, to: settings.failed + "/" + stem) } catch {
+                logger.error("moving an entry with an undecodable name failed", metadata: ["name": "\(stem)", "error": "\(error)"])
+                continue
+            }
+            let message = "the name is not valid UTF-8, so the file cannot be taken; it was renamed to \(stem)"
+            report(["code": .null, "reason": .string("invalid_drop"), "message": .string(message)], moved: stem, inputs: [stem], job: nil,
+                   metadata: ["name": "\(stem)"])
+        }
+    }
 
     /// Writes the error files that could not be written before.
     func writePendingReports() {

@@ -175,4 +175,23 @@ import Wire
                                                            "--model", DaemonHarness.repository.appendingPathComponent("Tests/Fixtures/tiny-sd").path])
         #expect(code == 2 && message.contains("hot folder 'options'") && message.contains("timesteps"), "\(message)")
     }
+
+    /// Linux file names are bytes; one that is not valid UTF-8 cannot be named by anything
+    /// downstream and used to sit in in/ forever, silently. It goes to failed/ under an escaped
+    /// name with its error file (found by the scan at start; here by the scan every second).
+    @Test func undecodableNamesGetAVerdict() throws {
+        let daemon = try DaemonHarness()
+        let folder = try H.folder(daemon, "bytes")
+        try Self.start(daemon, folder: folder, table: "scan_interval = 1")
+        let name: [UInt8] = Array("caf".utf8) + [0xE9] + Array(".structure.png".utf8)
+        let path = Array((folder + "/in/").utf8).map { CChar(bitPattern: $0) } + name.map { CChar(bitPattern: $0) } + [0]
+        let fd = open(path, O_CREAT | O_WRONLY, 0o644)
+        #expect(fd >= 0)
+        _ = H.structurePNG.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        #expect(H.waitFor(folder + "/failed/caf%E9.structure.png.error.json", seconds: 10))
+        #expect(FileManager.default.fileExists(atPath: folder + "/failed/caf%E9.structure.png"))
+        #expect(Self.reason(folder + "/failed/caf%E9.structure.png.error.json") == "invalid_drop")
+        #expect(H.names(folder + "/in").isEmpty)
+    }
 }
