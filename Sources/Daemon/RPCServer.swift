@@ -111,6 +111,8 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     private var peer = Caller(uid: 65534, gid: 65534, isAdmin: false)
     private var lastSent = Date()
     private var closing = false
+    /// Signalled when the outbound buffer drains below its low-water mark.
+    private let room = NSCondition()
 
     private var caller: Caller {
         get { lock.lock(); defer { lock.unlock() }; return peer }
@@ -230,11 +232,29 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// At shutdown: takes no more requests, answers those received, then closes.
     func finish() {
         lock.lock(); closing = true; lock.unlock()
+        room.lock(); room.broadcast(); room.unlock()
         queue.sync {}
         try? channel?.close().wait()
     }
 
+    /// Event loop: the outbound buffer crossed a water mark; a request waiting for room may go on.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        room.lock(); room.broadcast(); room.unlock()
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Request queue: waits while this connection's replies are not being read (the outbound
+    /// buffer is above its high-water mark), so a client that sends requests and never reads
+    /// cannot make the daemon hold its replies without bound; it simply gets no more answers.
+    private func waitForRoom() {
+        room.lock(); defer { room.unlock() }
+        while let channel, channel.isActive, !channel.isWritable, !isClosing {
+            _ = room.wait(until: Date().addingTimeInterval(1))
+        }
+    }
+
     private func process(_ frame: Data) {
+        waitForRoom()
         guard let session, !isClosing else { return }
         do {
             let message = try RPCMessage.decode(frame)
@@ -252,7 +272,11 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     /// Thread-safe: NIO hops to the channel's event loop. Notes the time for the heartbeat rule.
+    /// Progress is dropped for a connection that is not reading (the next one supersedes it);
+    /// replies and state changes never are.
     func send(_ message: RPCMessage) {
+        if case let .notification(method, _) = message, method == RPCNotificationName.progress.rawValue,
+           let channel, !channel.isWritable { return }
         lock.lock(); lastSent = Date(); lock.unlock()
         write(message)
     }

@@ -255,4 +255,37 @@ func reason(_ message: RPCMessage?) -> String? {
             #expect(!text.contains("Cannot schedule"), "round \(round): \(text)")
         }
     }
+
+    /// A client that sends requests and never reads the replies: the daemon stops answering it
+    /// once its replies are not being read, instead of holding them all in memory (before: +87 MB
+    /// in 30 s for 40,000 job.list requests, growing until all were answered); every reply still
+    /// arrives once the client reads.
+    @Test func aClientThatDoesNotReadIsNotBuffered() throws {
+        let daemon = try DaemonHarness()
+        try daemon.start()
+        let job = daemon.submit()
+        #expect(daemon.waitUntil(job, isIn: ["succeeded", "failed"]) == "succeeded")  // job.result replies are ~60 KB
+        let peer = try Peer(daemon.socket)
+        _ = peer.hello()
+        func residentMB() -> Int {
+            let status = (try? String(contentsOfFile: "/proc/\(daemon.process?.processIdentifier ?? 0)/status", encoding: .utf8)) ?? ""
+            return (Int(status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }?.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
+        }
+        let count = 3000
+        var requests = Data()
+        for id in 0..<count {
+            requests.append(FrameEncoder.frame((try? RPCMessage.request(id: .number(id + 2), method: RPCMethod.result.rawValue,
+                                                                         params: .object(["job": .string(job)])).encoded()) ?? Data()))
+        }
+        let before = residentMB()
+        let all = requests
+        let sender = Thread { peer.send(all) }  // blocks once the daemon stops reading
+        sender.start()
+        Thread.sleep(forTimeInterval: 5)
+        let grown = residentMB() - before
+        #expect(grown < 40, "the daemon held \(grown) MB of unread replies")
+        var replies = 0
+        while replies < count, peer.frame(within: 20) != nil { replies += 1 }
+        #expect(replies == count)
+    }
 }
