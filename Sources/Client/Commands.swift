@@ -105,6 +105,7 @@ struct Commands {
         case .status(nil):
             return try show(try connection.call(.status), as: DaemonStatus.self) { s in
                 "\(s.server) \(s.state)\(s.paused ? " (paused)" : ""): \(s.queued)/\(s.queueLimit) queued, running \(s.running ?? "nothing"); model \(s.model.state) (\(s.model.path))"
+                    + "\nstore: images \(Self.megabytes(s.store.imageBytes)) of \(Self.megabytes(s.store.imageLimit)), database \(Self.megabytes(s.store.databaseBytes)), results \(Self.megabytes(s.store.resultBytes))"
                     + (s.folders ?? []).map { f in "\nfolder \(f.name) (\(f.path)): \(f.mode), \(f.waiting) waiting, \(f.processing) processing" }.joined()
             }
         case let .list(limit):
@@ -126,6 +127,8 @@ struct Commands {
             }
         }
     }
+
+    static func megabytes(_ bytes: Int) -> String { String(format: "%.1f MB", Double(bytes) / 1_048_576) }
 
     func describe(_ job: JobInfo) -> String {
         var line = "\(job.id)  \(job.state.rawValue)  priority \(job.priority)  \(job.source)\(job.folder.map { " \($0)" } ?? "")  created \(job.createdAt)"
