@@ -130,7 +130,9 @@ enum FolderFiles {
             guard mkdir(directory, 0o775) == 0 || errno == EEXIST else {
                 throw Failure(description: "cannot create \(directory): \(String(cString: strerror(errno)))")
             }
-            chmod(directory, 0o775 | setgid)
+            guard chmod(directory, 0o775 | setgid) == 0 else {
+                throw Failure(description: "cannot make \(directory) group-writable: \(String(cString: strerror(errno)))")
+            }
         }
     }
 }

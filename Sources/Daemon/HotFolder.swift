@@ -121,7 +121,7 @@ final class HotFolder {
             reportedFullQueue = true
             return false
         } catch {
-            finish(stem: stem, files: files, from: settings.processing, error: WireError.internalError("\(error)").failureFields, job: nil)
+            finish(stem: stem, files: files, from: settings.processing, error: WireError(from: error).failureFields, job: nil)
             return true
         }
     }

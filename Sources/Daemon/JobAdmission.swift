@@ -44,15 +44,4 @@ enum JobAdmission {
     /// may declare 67 million pixels (~470 MB decoded), and eight such submits at once took the
     /// daemon to 3.7 GB; memory must not grow with the number of clients.
     private static let decodeSlot = DispatchSemaphore(value: 1)
-
-    /// How the worker reports a job that did not produce an image: the user's errors keep their
-    /// reasons; only what is left is the daemon's fault.
-    static func failure(_ error: Error) -> WireError {
-        switch error {
-        case let error as WireError: return error
-        case let TransferError.invalidImage(detail): return .invalidImage(detail)
-        case let error as TransferError: return .invalidOptions(error.description)
-        default: return .internalError("\(error)")
-        }
-    }
 }

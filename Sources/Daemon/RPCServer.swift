@@ -41,7 +41,12 @@ final class RPCServer: @unchecked Sendable {
             logger.info("listening on the socket passed by systemd")
         } else {
             channel = try bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).wait()
-            chmod(path, 0o660)
+            // Only the owner and the socket group may connect; a socket left more open is refused.
+            guard chmod(path, 0o660) == 0 else {
+                let reason = String(cString: strerror(errno))
+                try? channel?.close().wait()
+                throw Arguments.UsageError(description: "cannot restrict \(path) to mode 0660: \(reason)")
+            }
             logger.info("listening on \(path)")
         }
     }

@@ -97,17 +97,8 @@ final class RPCService: @unchecked Sendable {
         do {
             let result = try dispatch(method, params: params ?? .object([:]), caller: caller, session: session)
             return .response(id: id, result: result)
-        } catch let error as WireError {
-            return .error(id: id, error: error.object)
-        } catch let error as StoreError {
-            switch error {
-            case let .queueFull(limit): return .error(id: id, error: WireError.queueFull(limit: limit).object)
-            case let .storeFull(limit): return .error(id: id, error: WireError.storeFull(limit: limit).object)
-            case let .notFound(job): return .error(id: id, error: WireError.jobNotFound(job).object)
-            case let .invalidState(detail): return .error(id: id, error: WireError.invalidState(detail).object)
-            }
         } catch {
-            return .error(id: id, error: WireError.internalError("\(error)").object)
+            return .error(id: id, error: WireError(from: error).object)
         }
     }
 

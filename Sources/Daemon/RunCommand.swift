@@ -48,7 +48,10 @@ enum RunCommand {
         try server.start(path: settings.socket)
         if let interval = Systemd.watchdogInterval() { server.startWatchdog(intervalMicroseconds: interval) }
         if let group = settings.socketGroup.flatMap({ getgrnam($0)?.pointee.gr_gid }), RPCServer.inheritedSocket() == nil {
-            chown(settings.socket, uid_t.max, group)
+            if chown(settings.socket, uid_t.max, group) != 0 {
+                logger.error("the socket's group could not be set; only its owner can connect",
+                             metadata: ["socket": "\(settings.socket)", "error": "\(String(cString: strerror(errno)))"])
+            }
         }
 
         Signals.onHangup {

@@ -173,7 +173,7 @@ final class Worker: @unchecked Sendable {
         } catch TransferError.cancelled {
             return .cancelled
         } catch {
-            return .failure(JobAdmission.failure(error))
+            return .failure(WireError(from: error))
         }
     }
 

@@ -42,7 +42,9 @@ public final class InversionCache: @unchecked Sendable {
             try? FileManager.default.removeItem(atPath: file)
             return nil
         }
-        utimes(file, nil)  // mark as recently used: the kernel stamps the current time
+        // Mark as recently used (the kernel stamps the current time). If it fails, the entry is only
+        // evicted as if it had not been reused: the hit itself is still good.
+        _ = utimes(file, nil)
         return InversionResult(xSkip: xSkip, zs: zs)
     }
 
