@@ -25,7 +25,7 @@ enum LoadSuite {
               let peak = report["peak_rss_mb"], let steady = report["rss_mb"], let seconds = report["seconds"] else {
             throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "the loading child failed: \(String(decoding: output, as: UTF8.self))"])
         }
-        let fileMB = Double(report["file_mb"] ?? 0)
+        let fileMB = report["file_mb"] ?? 0
         if json {
             let object: [String: Any] = ["suite": "load", "folder": folder, "written_seconds": written ?? NSNull(), "file_mb": fileMB,
                                          "seconds": seconds, "rss_mb": steady, "peak_rss_mb": peak,

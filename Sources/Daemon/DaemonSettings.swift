@@ -119,6 +119,9 @@ struct DaemonSettings: Equatable {
         ServiceLimits(queueLimit: queueLimit, maximumFrameSize: maximumFrameSize, sharedJobs: jobVisibility == "all")
     }
 
+    /// Result images and their sidecars.
+    var resultsDirectory: String { stateDirectory + "/results" }
+
     var connectionLimits: ConnectionLimits {
         ConnectionLimits(maxConnections: maxConnections, maxBufferedBytes: maxBufferedBytes, frameTimeout: frameTimeout, idleTimeout: idleTimeout)
     }

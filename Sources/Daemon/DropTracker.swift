@@ -21,6 +21,11 @@ struct DropTracker {
         var closed = false
         /// Why this entry can never be taken (a symbolic link, a FIFO …), or nil for a file or directory.
         var unusable: String?
+
+        /// Nothing will write it any more: its writer closed it, or it is not a file anyone writes
+        /// (it then gets a verdict of its own).
+        var finished: Bool { closed || unusable != nil }
+        var beingWritten: Bool { writing && unusable == nil }
     }
 
     /// One job, as found in the inbox. Names are `stem + suffix` at the inbox's top level; the
@@ -106,10 +111,9 @@ struct DropTracker {
                 ?? Entry(firstSeen: now, lastChange: now, lastLook: now, size: s.size, modified: s.modified, isDirectory: s.isDirectory)
             (entry.lastChange, entry.lastLook, entry.size, entry.modified, entry.isDirectory) = (now, now, s.size, s.modified, s.isDirectory)
             entry.unusable = s.unusable
-            if !s.isDirectory { (entry.closed, entry.writing) = event.kind == .complete ? (true, false) : (false, true) }
-            // Entries that no writer will ever close: a symbolic link or FIFO (IN_CREATE only; they
-            // get a verdict of their own), and a new hard link to a whole file (`ln`, `cp -l`).
-            if s.unusable != nil || (event.kind == .writing && !s.isDirectory && s.links > 1) { (entry.closed, entry.writing) = (true, false) }
+            // IN_CREATE of a new hard link (`ln`, `cp -l`) names a whole file no writer will close.
+            let complete = event.kind == .complete || s.links > 1
+            if !s.isDirectory { (entry.closed, entry.writing) = (complete, !complete) }
             entries[event.path] = entry
             if let slash = event.path.firstIndex(of: "/") { touch(String(event.path[..<slash]), now: now) }
             // A directory renamed in arrives whole: its files bring no events of their own. One
@@ -155,13 +159,12 @@ struct DropTracker {
         if var entry = entries[path] {
             if entry.size != s.size || entry.modified != s.modified { (entry.lastChange, entry.size, entry.modified) = (now, s.size, s.modified) }
             entry.lastLook = now
-            entry.closed = entry.closed || closed || s.unusable != nil
+            entry.closed = entry.closed || closed
             entry.unusable = s.unusable
-            if s.unusable != nil { entry.writing = false }
             entries[path] = entry
         } else {
             entries[path] = Entry(firstSeen: now, lastChange: now, lastLook: now, size: s.size, modified: s.modified,
-                                  isDirectory: s.isDirectory, closed: closed || s.unusable != nil, unusable: s.unusable)
+                                  isDirectory: s.isDirectory, closed: closed, unusable: s.unusable)
         }
     }
 
@@ -179,7 +182,7 @@ struct DropTracker {
     /// Complete jobs, invalid drops and timed-out leftovers, each settled.
     mutating func verdicts(now: Date) -> [Verdict] {
         // A file found by a scan is looked at again: a writer we had no event from may still be busy.
-        for (path, entry) in entries where !entry.closed && !entry.isDirectory && now.timeIntervalSince(entry.lastLook) >= lookInterval {
+        for (path, entry) in entries where !entry.finished && !entry.isDirectory && now.timeIntervalSince(entry.lastLook) >= lookInterval {
             observe(path, now: now, closed: false)
         }
         var groups: [String: (drop: Drop, paths: [String], problem: String?)] = [:]
@@ -246,8 +249,8 @@ struct DropTracker {
 
     private func settled(_ path: String, now: Date) -> Bool {
         guard let entry = entries[path] else { return false }
-        let confirmed = entry.closed || entry.isDirectory || entry.lastLook.timeIntervalSince(entry.lastChange) >= settle
-        return !entry.writing && now.timeIntervalSince(entry.lastChange) >= settle && confirmed
+        let confirmed = entry.finished || entry.isDirectory || entry.lastLook.timeIntervalSince(entry.lastChange) >= settle
+        return !entry.beingWritten && now.timeIntervalSince(entry.lastChange) >= settle && confirmed
     }
 
     private func unpairedReason(key: String, drop: Drop) -> String {

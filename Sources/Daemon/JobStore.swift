@@ -27,6 +27,11 @@ struct JobRecord: Codable, FetchableRecord, PersistableRecord, Equatable {
     var abnormalStops = 0
 
     var jobState: JobState { JobState(rawValue: state) ?? .failed }
+
+    /// Back to the queue to run again (a retry, a hot-folder re-drop): its end and errors forgotten.
+    mutating func requeue() {
+        (state, error, finishedAt, startedAt, resultPath, abnormalStops) = (JobState.queued.rawValue, nil, nil, nil, nil, 0)
+    }
 }
 
 /// A hot-folder drop: `files` are its names in processing/ (a job directory is one name).
@@ -205,13 +210,10 @@ final class JobStore: @unchecked Sendable {
                 // Failed or cancelled, or succeeded with its result pruned: run it again, with the
                 // images of this drop (the job's own may have been deleted by retention).
                 if earlier.jobState == .failed || earlier.jobState == .cancelled || (earlier.jobState == .succeeded && rerun(earlier)) {
-                    (job.state, job.error, job.finishedAt, job.startedAt, job.attempts) = (JobState.queued.rawValue, nil, nil, nil, 0)
-                    (job.abnormalStops, job.resultPath) = (0, nil)
+                    job.requeue()
+                    job.attempts = 0
                     try job.update(db)
-                    try db.execute(sql: "DELETE FROM job_input WHERE jobId = ?", arguments: [job.id])
-                    try makeRoom(new.structure.count + new.appearance.count, db)
-                    try db.execute(sql: "INSERT INTO job_input (jobId, structure, appearance) VALUES (?, ?, ?)",
-                                   arguments: [job.id, new.structure, new.appearance])
+                    try storeImages(new, of: job.id, db)
                     requeued = true
                 }
             } else {
@@ -256,16 +258,21 @@ final class JobStore: @unchecked Sendable {
     private func insert(_ new: NewJob, limit: Int, _ db: Database) throws -> JobRecord {
         let queued = try JobRecord.filter(Column("state") == JobState.queued.rawValue).fetchCount(db)
         guard queued < limit else { throw StoreError.queueFull(limit: limit) }
-        try makeRoom(new.structure.count + new.appearance.count, db)
         let record = JobRecord(
             id: "j-" + UUID().uuidString.lowercased().prefix(12).replacingOccurrences(of: "-", with: ""),
             idempotencyKey: new.idempotencyKey, owner: Int64(new.owner), source: new.source, folder: new.folder,
             state: JobState.queued.rawValue, priority: new.priority, attempts: 0, parameters: new.parametersJSON,
             inputHash: new.contentHash, createdAt: Date(), abnormalStops: 0)
         try record.insert(db)
-        try db.execute(sql: "INSERT INTO job_input (jobId, structure, appearance) VALUES (?, ?, ?)",
-                       arguments: [record.id, new.structure, new.appearance])
+        try storeImages(new, of: record.id, db)  // a store full of waiting images rolls the insert back
         return record
+    }
+
+    /// The job's images (replacing any it had), within the store's bound.
+    private func storeImages(_ new: NewJob, of id: String, _ db: Database) throws {
+        try db.execute(sql: "DELETE FROM job_input WHERE jobId = ?", arguments: [id])
+        try makeRoom(new.structure.count + new.appearance.count, db)
+        try db.execute(sql: "INSERT INTO job_input (jobId, structure, appearance) VALUES (?, ?, ?)", arguments: [id, new.structure, new.appearance])
     }
 
     /// Marks the highest-priority, oldest queued job running (attempts + 1) and returns it; nil
@@ -308,7 +315,7 @@ final class JobStore: @unchecked Sendable {
     /// Deletes the images of ended jobs that no longer need them: a succeeded job's at once (its
     /// result exists; a hot folder's re-drop brings the images again), a failed or cancelled one's
     /// (kept so that `job.retry` can run it) beyond `days` or the newest `count` (0: no limit).
-    /// Returns the jobs whose images were deleted.
+    /// Returns how many jobs' images were deleted.
     @discardableResult
     func pruneImages(days: Int, count: Int) throws -> Int {
         let removed = try pool.write { db -> Int in
@@ -419,8 +426,7 @@ final class JobStore: @unchecked Sendable {
             guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM job_input WHERE jobId = ?)", arguments: [id]) == true else {
                 throw StoreError.invalidState("the images of job \(id) are no longer kept (retention); submit them again")
             }
-            (record.state, record.error, record.finishedAt, record.startedAt) = (JobState.queued.rawValue, nil, nil, nil)
-            record.abnormalStops = 0
+            record.requeue()
             try record.update(db)
             return record
         }

@@ -70,8 +70,9 @@ final class RPCService: @unchecked Sendable {
     private var currentBackend: ServiceBackend?
 
     /// `loading`: what `model.status` says until `attach` is called.
-    init(store: JobStore, events: EventHub, limits: ServiceLimits, loading: ModelStatus) {
+    init(store: JobStore, events: EventHub, limits: ServiceLimits, resultsDirectory: String, loading: ModelStatus) {
         (self.store, self.events, self.currentLimits, self.loading) = (store, events, limits, loading)
+        self.resultsDirectory = resultsDirectory
     }
 
     /// The model is loaded: the worker runs jobs from now on.
@@ -199,7 +200,7 @@ final class RPCService: @unchecked Sendable {
         // now, not queued to fail later.
         try JobAdmission.image(structure, role: "structure")
         try JobAdmission.image(appearance, role: "appearance")
-        _ = try JobAdmission.options(request.options ?? TransferParameters(), engine: worker.map { JobAdmission.Engine(model: $0.model, schedule: $0.schedule) })
+        _ = try JobAdmission.options(request.options ?? TransferParameters(), engine: worker?.engine)
         let (record, existing) = try store.submit(JobStore.NewJob(
             owner: caller.uid, source: "rpc", folder: nil, priority: request.priority ?? 0,
             // Scoped to the caller: another user's key must neither match nor reveal their job.
@@ -269,8 +270,8 @@ final class RPCService: @unchecked Sendable {
         return JobResult(job: job, png: png.base64EncodedString(), sidecar: sidecar)
     }
 
-    /// The results directory (beside the job store).
-    var resultsDirectory: String { (store.path as NSString).deletingLastPathComponent + "/results" }
+    /// Where the worker writes results (for the store's use in `daemon.status`).
+    let resultsDirectory: String
 
     private func storeStatus() throws -> StoreStatus {
         let (images, database) = try store.usage()

@@ -38,7 +38,7 @@ enum RunCommand {
         }
         let events = EventHub()
         let service = RPCService(store: store, events: events,
-                                 limits: settings.serviceLimits,
+                                 limits: settings.serviceLimits, resultsDirectory: settings.resultsDirectory,
                                  loading: ModelStatus(state: "loading", path: modelPath, identity: nil, loadSeconds: nil, error: nil))
         let adminGroup = LockedValue(settings.adminGID)
         let ownUID = getuid()
@@ -94,9 +94,9 @@ enum RunCommand {
                                  maximumBytes: settings.cacheSizeMB << 20)
             : nil
         let worker = Worker(store: store, events: events, model: model, schedule: schedule,
-                            resultsDirectory: settings.stateDirectory + "/results", cache: cache, logger: logger)
+                            resultsDirectory: settings.resultsDirectory, cache: cache, logger: logger)
         worker.retention = (settings.resultRetentionDays, settings.resultRetentionCount)
-        let hotFolders = HotFolders(settings: settings.folders, store: store, engine: JobAdmission.Engine(model: model, schedule: schedule),
+        let hotFolders = HotFolders(settings: settings.folders, store: store, engine: worker.engine,
                                     events: events, logger: logger,
                                     queueLimit: { service.limits.queueLimit }, wake: { worker.wake() })
         let reloader = Reloader(settings: settings, file: flags.string("config"), flags: flags) { fresh in

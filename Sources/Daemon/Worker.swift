@@ -11,6 +11,8 @@ final class Worker: @unchecked Sendable {
     let model: StableDiffusionModel
     let schedule: NoiseSchedule
     let resultsDirectory: String
+    /// What options are checked against (the worker checks every job again before it runs it).
+    var engine: JobAdmission.Engine { JobAdmission.Engine(model: model, schedule: schedule) }
     let cache: InversionCache?
     let logger: Logger
 
@@ -153,7 +155,7 @@ final class Worker: @unchecked Sendable {
         do {
             let parameters = try JSONDecoder().decode(TransferParameters.self, from: Data(job.parameters.utf8))
             // Checked again here: a job queued while the model loaded was not checked against it.
-            let options = try JobAdmission.options(parameters, engine: JobAdmission.Engine(model: model, schedule: schedule))
+            let options = try JobAdmission.options(parameters, engine: engine)
             let (structureData, appearanceData) = try store.inputs(of: job.id)
             let size = model.unet.config.sampleSize * (1 << (model.vae.config.blockOutChannels.count - 1))
             let structure = try JobAdmission.image(structureData, role: "structure")
