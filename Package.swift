@@ -63,16 +63,29 @@ let package = Package(
         // RPC message types and framing; Foundation only, shared by daemon and client.
         .target(name: "Wire", path: "Sources/Core/Wire"),
 
-        .executableTarget(
-            name: "Daemon",
+        // The service's logic: job store, RPC methods, events, hot-folder logic, settings, worker.
+        // No sockets, no inotify, no signals: side effects it needs (clock, directory listing,
+        // file status) come in as values, so ServiceTests run it in-process.
+        .target(
+            name: "Service",
             dependencies: [
-                "Core", "Wire", "CSystemd", "CInotifyTools",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
+                "Core", "Wire",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
-            path: "Sources/Daemon"
+            path: "Sources/Daemon/Service"
+        ),
+        // xattnd itself: main, the NIO socket adapter, the inotify thread, systemd, signals.
+        .executableTarget(
+            name: "Daemon",
+            dependencies: [
+                "Core", "Wire", "Service", "CSystemd", "CInotifyTools",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Daemon",
+            exclude: ["Service"]
         ),
         .executableTarget(name: "Client", dependencies: ["Wire"], path: "Sources/Client"),
         .executableTarget(
@@ -89,7 +102,15 @@ let package = Package(
             swiftSettings: engineSettings
         ),
         .testTarget(name: "WireTests", dependencies: ["Wire"], path: "Tests/WireTests"),
-        // Runs the real xattnd and xattnctl binaries (the dependency makes SwiftPM build them).
+        // The service's logic in-process: store, RPC methods, events, drop tracking (milliseconds each).
+        .testTarget(
+            name: "ServiceTests",
+            dependencies: ["Service", "Wire", "Core",
+                           .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")],
+            path: "Tests/ServiceTests"
+        ),
+        // Runs the real xattnd and xattnctl binaries (the dependency makes SwiftPM build them):
+        // what only processes show (sockets, signals, inotify, systemd, the command lines).
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Client", "Wire", "Core"], path: "Tests/DaemonTests"),
     ]
 )

@@ -1,29 +1,7 @@
+import Service
 import CInotifyTools
 import Foundation
 import Glibc
-
-/// Something that happened in a watched `in/` directory, as a value (no pointer into the
-/// library's static storage survives the watcher thread).
-struct FolderEvent: Equatable, Sendable {
-    enum Kind: Equatable, Sendable {
-        /// IN_CLOSE_WRITE or IN_MOVED_TO: a writer finished, or the file was renamed into place.
-        case complete
-        /// IN_CREATE or IN_MODIFY: being written; never a reason to take it.
-        case writing
-        /// IN_DELETE or IN_MOVED_FROM.
-        case removed
-        /// Events were dropped by the kernel (IN_Q_OVERFLOW): every folder must be rescanned.
-        case overflow
-        /// The watch on `in/` is gone (IN_IGNORED, IN_MOVE_SELF): the folder was deleted or moved.
-        case watchLost
-    }
-    /// The watched inbox this concerns (the empty string for `overflow`).
-    var inbox: String
-    /// Relative to the inbox: `a.png`, or `job/structure.png` inside a job directory.
-    var path: String
-    var kind: Kind
-    var isDirectory = false
-}
 
 /// The libinotifytools boundary (the only file that imports it). libinotifytools keeps
 /// process-global state and returns events in static storage (not thread-safe): every

@@ -1,3 +1,4 @@
+import Service
 import Core
 import Foundation
 import Logging
@@ -67,14 +68,10 @@ enum RunCommand {
         extender.setEventHandler { Systemd.notify("EXTEND_TIMEOUT_USEC=30000000") }
         extender.resume()
         defer { extender.cancel() }
-        // For tests only: the tiny model loads in 0.1 s, too fast to observe the service meanwhile.
-        if let hold = ProcessInfo.processInfo.environment["XATTN_TEST_HOLD_MODEL_LOAD"] {
-            while !FileManager.default.fileExists(atPath: hold) { Thread.sleep(forTimeInterval: 0.05) }
-        }
         let model: StableDiffusionModel, schedule: NoiseSchedule
         do {
             model = try StableDiffusionModel.load(from: modelPath, tokenizer: settings.tokenizer)
-            schedule = try NoiseSchedule(config: try TransferCommand.schedulerConfig(near: model.path))
+            schedule = try NoiseSchedule(config: try NoiseSchedule.Config(near: model.path))
             // A folder's options that this model refuses would fail every drop: refuse them now.
             for folder in settings.folders {
                 do { _ = try JobAdmission.options(folder.options, engine: JobAdmission.Engine(model: model, schedule: schedule)) } catch {

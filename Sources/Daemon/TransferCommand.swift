@@ -1,3 +1,4 @@
+import Service
 import Core
 import Foundation
 import Wire
@@ -28,7 +29,7 @@ enum TransferCommand {
         func lap() -> Double { defer { clock = Date() }; return Date().timeIntervalSince(clock) }
         let model = try StableDiffusionModel.load(from: try arguments.required("model"), tokenizer: arguments.string("tokenizer"))
         let loadSeconds = lap()
-        let schedule = try NoiseSchedule(config: try schedulerConfig(near: model.path))
+        let schedule = try NoiseSchedule(config: try NoiseSchedule.Config(near: model.path))
         try options.validate(for: model, schedule: schedule)
         let size = model.unet.config.sampleSize * (1 << (model.vae.config.blockOutChannels.count - 1))
         let structure = ImagePreprocessing.modelInput(try readImage(structurePath), size: size)
@@ -82,13 +83,6 @@ enum TransferCommand {
     static func readNoise(_ path: String) throws -> InjectedNoise {
         let file = try SafetensorsFile(path: path)
         return InjectedNoise(structure: try file.tensor("structure.inversion_noise"), appearance: try file.tensor("appearance.inversion_noise"))
-    }
-
-    /// scheduler/scheduler_config.json of a diffusers folder, else SD 1.5's schedule.
-    static func schedulerConfig(near path: String) throws -> NoiseSchedule.Config {
-        let file = path + "/scheduler/scheduler_config.json"
-        guard let data = FileManager.default.contents(atPath: file) else { return NoiseSchedule.Config() }
-        return try JSONDecoder().decode(NoiseSchedule.Config.self, from: data)
     }
 
     static func defaultCacheDirectory() -> String {

@@ -1,3 +1,4 @@
+import Service
 import Core
 import Wire
 import Foundation

@@ -80,26 +80,6 @@ import Wire
         #expect(daemon.ctl(["cancel", job]).code == 0)
     }
 
-    /// While the model loads the socket already answers: status says "starting" and "loading",
-    /// a job can be queued, and it runs once the model is ready. (The tiny model loads in 0.1 s,
-    /// so the daemon is told to hold the load until a file appears.)
-    @Test func servesWhileTheModelLoads() throws {
-        let daemon = try DaemonHarness()
-        let release = daemon.directory.appendingPathComponent("load-now").path
-        try daemon.start(environment: ["XATTN_TEST_HOLD_MODEL_LOAD": release], untilReady: false)
-
-        let status = try JSONDecoder().decode(DaemonStatus.self, from: Data(daemon.ctl(["--json", "status"]).output.utf8))
-        #expect(status.state == "starting" && status.model.state == "loading")
-        let job = daemon.submit()
-        Thread.sleep(forTimeInterval: 0.5)
-        #expect(daemon.state(job) == "queued")
-
-        FileManager.default.createFile(atPath: release, contents: Data())
-        #expect(daemon.waitUntil(job, isIn: ["succeeded", "failed"]) == "succeeded")
-        let ready = try JSONDecoder().decode(DaemonStatus.self, from: Data(daemon.ctl(["--json", "status"]).output.utf8))
-        #expect(ready.state == "ready" && ready.model.state == "ready")
-    }
-
     /// A job's options, progress and result are its owner's (and the admins'): another user of the
     /// socket sees only how many such jobs there are (before: uid 65534 could read root's result).
     /// `--job-visibility all` makes a shared gallery. Needs root and setpriv to switch uid.

@@ -80,3 +80,12 @@ public struct NoiseSchedule: Sendable {
         return ((1 - aPrev) / (1 - a)) * (1 - a / aPrev)
     }
 }
+
+extension NoiseSchedule.Config {
+    /// The model's `scheduler/scheduler_config.json` (diffusers layout), or SD 1.5's defaults when
+    /// there is none (a single-file checkpoint).
+    public init(near modelPath: String) throws {
+        guard let data = FileManager.default.contents(atPath: modelPath + "/scheduler/scheduler_config.json") else { self.init(); return }
+        self = try JSONDecoder().decode(Self.self, from: data)
+    }
+}

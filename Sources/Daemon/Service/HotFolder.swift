@@ -5,9 +5,9 @@ import Wire
 
 /// One configured hot folder: what is in its inbox, the drops it claims as jobs, and the results
 /// and failures it delivers. Used only from the hot-folder queue (HotFolders).
-final class HotFolder {
-    let settings: HotFolderSettings
-    private(set) var tracker: DropTracker
+package final class HotFolder {
+    package let settings: HotFolderSettings
+    package private(set) var tracker: DropTracker
     private let store: JobStore
     private let logger: Logger
     private let queueLimit: () -> Int
@@ -15,20 +15,20 @@ final class HotFolder {
     /// The loaded model and schedule drops are checked against (hot folders start after the load).
     private let engine: JobAdmission.Engine
     /// in/ and the other directories exist and (unless polling) inotify watches in/.
-    var isReady = false
+    package var isReady = false
     /// Scanned every poll interval: configured so, or inotify is unavailable.
-    var polling = false {
+    package var polling = false {
         didSet {
             tracker.settle = settings.settle(polling: polling)
             tracker.lookInterval = polling ? settings.pollInterval : max(0.1, tracker.settle / 2)
         }
     }
-    var nextScan = Date.distantPast
+    package var nextScan = Date.distantPast
     private var deferredUntil = Date.distantPast
     private var reportedMissing = false
     private var reportedFullQueue = false
 
-    init(settings: HotFolderSettings, store: JobStore, engine: JobAdmission.Engine, logger: Logger,
+    package init(settings: HotFolderSettings, store: JobStore, engine: JobAdmission.Engine, logger: Logger,
          queueLimit: @escaping () -> Int, wake: @escaping () -> Void) {
         (self.settings, self.store, self.engine, self.queueLimit, self.wake) = (settings, store, engine, queueLimit, wake)
         var logger = logger
@@ -38,7 +38,7 @@ final class HotFolder {
     }
 
     /// Makes the directories; false (logged once) while the folder does not exist.
-    func prepare() -> Bool {
+    package func prepare() -> Bool {
         do {
             try FolderFiles.prepare(settings)
             reportedMissing = false
@@ -50,9 +50,9 @@ final class HotFolder {
         }
     }
 
-    func apply(_ event: FolderEvent, now: Date) { tracker.apply(event, now: now) }
+    package func apply(_ event: FolderEvent, now: Date) { tracker.apply(event, now: now) }
 
-    func scan(now: Date, lostEvents: Bool = false) {
+    package func scan(now: Date, lostEvents: Bool = false) {
         failUndecodableNames()
         tracker.scan(now: now, forgetWriting: lostEvents)
         writePendingReports()
@@ -60,7 +60,7 @@ final class HotFolder {
     }
 
     /// Claims every complete drop and fails the invalid and the timed-out ones.
-    func process(now: Date) {
+    package func process(now: Date) {
         guard isReady, now >= deferredUntil, !tracker.entries.isEmpty else { return }
         for verdict in tracker.verdicts(now: now) {
             switch verdict {
@@ -161,10 +161,10 @@ final class HotFolder {
 
     // MARK: delivering
 
-    var undeliveredCount: Int { (try? store.undelivered(folder: settings.name).count) ?? 0 }
+    package var undeliveredCount: Int { (try? store.undelivered(folder: settings.name).count) ?? 0 }
 
     /// Delivers every drop whose job has ended.
-    func deliverFinished() {
+    package func deliverFinished() {
         let pending: [(item: FolderItem, job: JobRecord)]
         do { pending = try store.undelivered(folder: settings.name) } catch {
             logger.error("reading the hot-folder items failed", metadata: ["error": "\(error)"])
@@ -295,7 +295,7 @@ final class HotFolder {
 
     /// After a restart: drops whose job ended while the daemon was down are delivered, and
     /// anything in processing/ that no job knows of (a claim cut short) goes back to in/.
-    func reconcile() {
+    package func reconcile() {
         deliverFinished()
         let known = Set(((try? store.undelivered(folder: settings.name)) ?? []).flatMap { $0.item.fileNames })
         for name in (try? FileManager.default.contentsOfDirectory(atPath: settings.processing)) ?? [] where !known.contains(name) && !DropName(name).isJunk {

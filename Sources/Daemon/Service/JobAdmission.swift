@@ -6,16 +6,18 @@ import Wire
 /// options checked against the loaded model and its schedule, images decoded whole. Whatever it
 /// lets through can run; whatever it refuses is the user's error, answered at once with its
 /// reason (`invalid_options`, `invalid_image`), never later as a failed job or a crash.
-enum JobAdmission {
+package enum JobAdmission {
     /// What options are checked against once the model is loaded.
-    struct Engine {
+    package struct Engine {
         let model: StableDiffusionModel
         let schedule: NoiseSchedule
+
+        package init(model: StableDiffusionModel, schedule: NoiseSchedule) { (self.model, self.schedule) = (model, schedule) }
     }
 
     /// The engine options of `parameters`, validated; against `engine` when there is one (jobs
     /// queued while the model loads are checked by the worker before they run).
-    static func options(_ parameters: TransferParameters, engine: Engine?) throws -> TransferOptions {
+    package static func options(_ parameters: TransferParameters, engine: Engine?) throws -> TransferOptions {
         do {
             let options = try JobConversion.options(parameters)
             if let engine { try options.validate(for: engine.model, schedule: engine.schedule) }

@@ -1,6 +1,16 @@
 import Foundation
 import Glibc
 
+/// The two things the tracker asks of a filesystem, as values: a directory's names, and a path's
+/// status without following links. `.disk` asks the real one; tests give a folder of their own.
+struct FolderView: Sendable {
+    var list: @Sendable (String) -> [String]
+    var status: @Sendable (String) -> DropTracker.Status?
+
+    static let disk = FolderView(list: { (try? FileManager.default.contentsOfDirectory(atPath: $0)) ?? [] },
+                                 status: DropTracker.lstatus)
+}
+
 /// What is known of the files in one inbox, and which of them form a job that is complete.
 ///
 /// A file counts as complete when inotify said its writer closed it or it was renamed into place
@@ -9,14 +19,14 @@ import Glibc
 /// its last change. A file being written (IN_CREATE / IN_MODIFY since the last close) is never
 /// taken. Such files are looked at every `lookInterval`, not every tick: on a network filesystem a
 /// stat is a round trip.
-struct DropTracker {
-    struct Entry {
+package struct DropTracker {
+    package struct Entry {
         var firstSeen: Date
         var lastChange: Date
         var lastLook: Date
         var size: Int64
         var modified: Double
-        var isDirectory: Bool
+        package var isDirectory: Bool
         var writing = false
         var closed = false
         /// Why this entry can never be taken (a symbolic link, a FIFO …), or nil for a file or directory.
@@ -55,10 +65,12 @@ struct DropTracker {
     let hasFixedStructure: Bool
     /// How often files without a close event are looked at again (the poll interval when polling).
     var lookInterval: TimeInterval
-    private(set) var entries: [String: Entry] = [:]
+    package private(set) var entries: [String: Entry] = [:]
+    /// How the inbox is looked at (the disk; a test's own folder in tests).
+    let view: FolderView
 
-    init(inbox: String, settings: HotFolderSettings) {
-        self.inbox = inbox
+    init(inbox: String, settings: HotFolderSettings, view: FolderView = .disk) {
+        (self.inbox, self.view) = (inbox, view)
         settle = settings.settle(polling: settings.poll)
         unpairedTimeout = settings.unpairedTimeout
         hasFixedAppearance = settings.appearance != nil
@@ -77,7 +89,7 @@ struct DropTracker {
     }
 
     /// lstat: a link is seen as a link, never followed.
-    static func stat(_ path: String) -> Status? {
+    static func lstatus(_ path: String) -> Status? {
         var s = Glibc.stat()
         guard lstat(path, &s) == 0 else { return nil }
         let unusable: String?
@@ -106,7 +118,7 @@ struct DropTracker {
             entries[event.path] = nil
             if event.isDirectory { entries = entries.filter { !$0.key.hasPrefix(event.path + "/") } }
         case .complete, .writing:
-            guard let s = Self.stat(inbox + "/" + event.path) else { entries[event.path] = nil; return }
+            guard let s = view.status(inbox + "/" + event.path) else { entries[event.path] = nil; return }
             var entry = entries[event.path]
                 ?? Entry(firstSeen: now, lastChange: now, lastLook: now, size: s.size, modified: s.modified, isDirectory: s.isDirectory)
             (entry.lastChange, entry.lastLook, entry.size, entry.modified, entry.isDirectory) = (now, now, s.size, s.modified, s.isDirectory)
@@ -134,11 +146,11 @@ struct DropTracker {
     /// Looks at everything in the inbox; `forgetWriting` after lost events (a close may be among them).
     mutating func scan(now: Date, forgetWriting: Bool = false) {
         var seen = Set<String>()
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: inbox)) ?? [] where Self.tracked(name) {
+        for name in view.list(inbox) where Self.tracked(name) {
             seen.insert(name)
             observe(name, now: now, closed: false)
             if entries[name]?.isDirectory == true {
-                for inner in (try? FileManager.default.contentsOfDirectory(atPath: inbox + "/" + name)) ?? [] where Self.tracked(name + "/" + inner) {
+                for inner in view.list(inbox + "/" + name) where Self.tracked(name + "/" + inner) {
                     seen.insert(name + "/" + inner)
                     observe(name + "/" + inner, now: now, closed: false)
                 }
@@ -149,13 +161,13 @@ struct DropTracker {
     }
 
     private mutating func scanDirectory(_ directory: String, now: Date, closed: Bool) {
-        for inner in (try? FileManager.default.contentsOfDirectory(atPath: inbox + "/" + directory)) ?? [] where Self.tracked(directory + "/" + inner) {
+        for inner in view.list(inbox + "/" + directory) where Self.tracked(directory + "/" + inner) {
             observe(directory + "/" + inner, now: now, closed: closed)
         }
     }
 
     private mutating func observe(_ path: String, now: Date, closed: Bool) {
-        guard let s = Self.stat(inbox + "/" + path) else { entries[path] = nil; return }
+        guard let s = view.status(inbox + "/" + path) else { entries[path] = nil; return }
         if var entry = entries[path] {
             if entry.size != s.size || entry.modified != s.modified { (entry.lastChange, entry.size, entry.modified) = (now, s.size, s.modified) }
             entry.lastLook = now

@@ -1,8 +1,8 @@
 import Foundation
 
 /// What a name dropped into a hot folder's `in/` means.
-enum DropName: Equatable {
-    enum Role: String { case structure, appearance, options }
+package enum DropName: Equatable {
+    package enum Role: String { case structure, appearance, options }
 
     /// `NAME.structure.png`, `NAME.appearance.jpg`, `NAME.options.json` (and, inside a job
     /// directory, `structure.png` … with an empty stem).
@@ -16,7 +16,7 @@ enum DropName: Equatable {
 
     static let imageExtensions: Set<String> = ["png", "jpg", "jpeg"]
 
-    init(_ name: String) {
+    package init(_ name: String) {
         let lower = name.lowercased()
         // Dotfiles cover .DS_Store, AppleDouble `._*` and the hidden temp files of rsync, vim, …
         if name.hasPrefix(".") || name.hasSuffix("~")
@@ -38,5 +38,5 @@ enum DropName: Equatable {
         self = Self.imageExtensions.contains(ext) && !base.isEmpty ? .image(stem: base) : .other
     }
 
-    var isJunk: Bool { self == .junk }
+    package var isJunk: Bool { self == .junk }
 }

@@ -5,26 +5,26 @@ import Wire
 
 /// The one compute worker: a dedicated thread (never the event loop or Swift's cooperative pool)
 /// that takes the highest-priority, oldest queued job, runs it, and records the outcome.
-final class Worker: @unchecked Sendable {
+package final class Worker: @unchecked Sendable {
     let store: JobStore
     let events: EventHub
     let model: StableDiffusionModel
     let schedule: NoiseSchedule
     let resultsDirectory: String
     /// What options are checked against (the worker checks every job again before it runs it).
-    var engine: JobAdmission.Engine { JobAdmission.Engine(model: model, schedule: schedule) }
+    package var engine: JobAdmission.Engine { JobAdmission.Engine(model: model, schedule: schedule) }
     let cache: InversionCache?
     let logger: Logger
 
     /// Result retention (days, count; 0 = unlimited), changed by reloads.
-    var retention: (days: Int, count: Int) {
+    package var retention: (days: Int, count: Int) {
         get { condition.lock(); defer { condition.unlock() }; return retentionLimits }
         set { condition.lock(); retentionLimits = newValue; condition.unlock() }
     }
     private var retentionLimits = (days: 30, count: 1000)
     /// Told "idle" or the running job's phase and step (systemd's STATUS= line): only changes, and
     /// progress at most once a second (sd_notify blocks when the manager's queue is full).
-    var onStatus: (String) -> Void = { _ in }
+    package var onStatus: (String) -> Void = { _ in }
     private var lastStatus = ("", Date.distantPast)
 
     private func status(_ text: String, progress: Bool = false) {
@@ -39,13 +39,13 @@ final class Worker: @unchecked Sendable {
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
 
-    init(store: JobStore, events: EventHub, model: StableDiffusionModel, schedule: NoiseSchedule,
+    package init(store: JobStore, events: EventHub, model: StableDiffusionModel, schedule: NoiseSchedule,
          resultsDirectory: String, cache: InversionCache?, logger: Logger) {
         (self.store, self.events, self.model, self.schedule) = (store, events, model, schedule)
         (self.resultsDirectory, self.cache, self.logger) = (resultsDirectory, cache, logger)
     }
 
-    func start() {
+    package func start() {
         let thread = Thread { [self] in loop(); finished.signal() }
         thread.name = "xattn-worker"
         thread.stackSize = 8 << 20
@@ -54,7 +54,7 @@ final class Worker: @unchecked Sendable {
     }
 
     /// A job was queued, the queue resumed, or a priority changed.
-    func wake() { condition.lock(); condition.signal(); condition.unlock() }
+    package func wake() { condition.lock(); condition.signal(); condition.unlock() }
 
     /// The running job's id, if any.
     var runningJob: String? { condition.lock(); defer { condition.unlock() }; return running?.id }
@@ -70,7 +70,7 @@ final class Worker: @unchecked Sendable {
     }
 
     /// Stops intake; the running job stops at its next pass and is queued again. Waits for it.
-    func shutdown() {
+    package func shutdown() {
         condition.lock()
         stopping = true
         if let current = running {

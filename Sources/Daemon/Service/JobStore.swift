@@ -78,19 +78,21 @@ enum StoreError: Error, Equatable {
 
 /// The persistent queue: SQLite in WAL mode with synchronous=FULL, so an acknowledged submit
 /// survives a crash; migrations; a database newer than this binary is refused.
-final class JobStore: @unchecked Sendable {
+package final class JobStore: @unchecked Sendable {
     let pool: DatabasePool
     let path: String
     /// Bytes of images the store may hold (`store_max_bytes`; live).
-    var maximumImageBytes: Int {
+    package var maximumImageBytes: Int {
         get { lock.lock(); defer { lock.unlock() }; return imageLimit }
         set { lock.lock(); imageLimit = newValue; lock.unlock() }
     }
     private let lock = NSLock()
     private var imageLimit = 4 << 30
+    /// The time stamps jobs get (submitted, started, finished) and retention measures against.
+    private let clock: @Sendable () -> Date
 
-    init(path: String) throws {
-        self.path = path
+    package init(path: String, clock: @escaping @Sendable () -> Date = { Date() }) throws {
+        (self.path, self.clock) = (path, clock)
         var configuration = Configuration()
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
@@ -262,7 +264,7 @@ final class JobStore: @unchecked Sendable {
             id: "j-" + UUID().uuidString.lowercased().prefix(12).replacingOccurrences(of: "-", with: ""),
             idempotencyKey: new.idempotencyKey, owner: Int64(new.owner), source: new.source, folder: new.folder,
             state: JobState.queued.rawValue, priority: new.priority, attempts: 0, parameters: new.parametersJSON,
-            inputHash: new.contentHash, createdAt: Date(), abnormalStops: 0)
+            inputHash: new.contentHash, createdAt: clock(), abnormalStops: 0)
         try record.insert(db)
         try storeImages(new, of: record.id, db)  // a store full of waiting images rolls the insert back
         return record
@@ -284,7 +286,7 @@ final class JobStore: @unchecked Sendable {
                 UPDATE job SET state = 'running', attempts = attempts + 1, startedAt = ?
                 WHERE id = (SELECT id FROM job WHERE state = 'queued' ORDER BY priority DESC, createdAt ASC, rowid ASC LIMIT 1)
                 RETURNING id
-                """, arguments: [Date()]) else { return nil }
+                """, arguments: [clock()]) else { return nil }
             return try JobRecord.fetchOne(db, key: id)
         }
     }
@@ -325,7 +327,7 @@ final class JobStore: @unchecked Sendable {
                 SELECT job.id AS id, job.finishedAt AS finishedAt FROM job JOIN job_input ON job_input.jobId = job.id
                 WHERE job.state IN ('failed', 'cancelled') ORDER BY job.finishedAt DESC, job.rowid DESC
                 """)
-            let cutoff = Date().addingTimeInterval(-Double(days) * 86400)
+            let cutoff = clock().addingTimeInterval(-Double(days) * 86400)
             for (index, row) in retryable.enumerated() {
                 let finished: Date? = row["finishedAt"]
                 guard let id: String = row["id"] else { continue }
@@ -364,7 +366,7 @@ final class JobStore: @unchecked Sendable {
         try pool.write { db in
             guard var record = try JobRecord.fetchOne(db, key: id) else { throw StoreError.notFound(id) }
             record.state = state.rawValue
-            record.finishedAt = state.isFinal ? Date() : nil
+            record.finishedAt = state.isFinal ? clock() : nil
             record.error = try error.map { String(decoding: try JSONEncoder.sorted.encode($0), as: UTF8.self) }
             record.resultPath = resultPath
             if state == .queued { record.startedAt = nil }
@@ -378,7 +380,7 @@ final class JobStore: @unchecked Sendable {
     /// SIGKILL, a power loss. Such a job is run once more (the cause may have been anything), and
     /// failed the second time, so one job that kills the service cannot take the queue down with
     /// it restart after restart. A job started `maxAttempts` times is failed too.
-    func recoverInterrupted(maxAttempts: Int) throws -> (requeued: [String], failed: [String]) {
+    package func recoverInterrupted(maxAttempts: Int) throws -> (requeued: [String], failed: [String]) {
         try pool.write { db in
             var requeued: [String] = [], failed: [String] = []
             for var record in try JobRecord.filter(Column("state") == JobState.running.rawValue).fetchAll(db) {
@@ -388,7 +390,7 @@ final class JobStore: @unchecked Sendable {
                     : record.attempts >= maxAttempts ? "interrupted \(record.attempts) times; not retried" : nil
                 if let reason {
                     record.state = JobState.failed.rawValue
-                    record.finishedAt = Date()
+                    record.finishedAt = clock()
                     record.error = String(decoding: try JSONEncoder.sorted.encode(WireError.internalError(reason).object), as: UTF8.self)
                     failed.append(record.id)
                 } else {
@@ -411,7 +413,7 @@ final class JobStore: @unchecked Sendable {
             guard var record = try JobRecord.fetchOne(db, key: id) else { throw StoreError.notFound(id) }
             guard record.jobState == .queued else { throw StoreError.invalidState("job \(id) is \(record.state)") }
             record.state = JobState.cancelled.rawValue
-            record.finishedAt = Date()
+            record.finishedAt = clock()
             try record.update(db)
             return record
         }

@@ -3,11 +3,11 @@ import Foundation
 import Wire
 
 /// Between the wire's job types and the engine's.
-enum JobConversion {
+package enum JobConversion {
     /// ISO 8601 in UTC ("2026-11-26T22:57:50Z"). A format style is a value, safe on every thread
     /// (one shared ISO8601DateFormatter, a class, was used from the event loop, the connection
     /// queues, the worker and the hot-folder queue at once).
-    static func timestamp(_ date: Date) -> String { date.formatted(.iso8601) }
+    package static func timestamp(_ date: Date) -> String { date.formatted(.iso8601) }
 
     static func info(_ r: JobRecord, progress: JobProgress? = nil) -> JobInfo {
         let parameters = (try? JSONDecoder().decode(TransferParameters.self, from: Data(r.parameters.utf8))) ?? TransferParameters()

@@ -3,7 +3,7 @@ import Wire
 
 /// Job events fanned out to the connections watching them. Thread-safe: the worker publishes from
 /// its thread, connections subscribe and unsubscribe from the event loop.
-final class EventHub: @unchecked Sendable {
+package final class EventHub: @unchecked Sendable {
     enum Event {
         case progress(ProgressNotification)
         case state(JobInfo)
@@ -13,8 +13,10 @@ final class EventHub: @unchecked Sendable {
     private var watchers: [String: [UUID: (Event) -> Void]] = [:]
     private var stateObservers: [(JobInfo) -> Void] = []
 
+    package init() {}
+
     /// Calls `handler` with every job's state changes (hot folders deliver results this way).
-    func observeStates(_ handler: @escaping (JobInfo) -> Void) {
+    package func observeStates(_ handler: @escaping (JobInfo) -> Void) {
         lock.lock(); stateObservers.append(handler); lock.unlock()
     }
 

@@ -3,12 +3,12 @@ import Wire
 
 /// One `[[folder]]` of the configuration: where it is, how it is watched, and the options its jobs
 /// get unless a job's own options file says otherwise.
-struct HotFolderSettings: Equatable {
+package struct HotFolderSettings: Equatable {
     /// Shown by `xattnctl list` and stored with its jobs; unique; defaults to the path's last part.
-    var name: String
-    var path: String
+    package var name: String
+    package var path: String
     /// Scan every `pollInterval` seconds instead of relying on inotify (network filesystems).
-    var poll = false
+    package var poll = false
     var pollInterval = 2.0
     /// Seconds a complete file must stay unchanged before it is taken; nil: the mode's default.
     var settle: Double?
@@ -26,9 +26,9 @@ struct HotFolderSettings: Equatable {
     var appearance: String?
     var structure: String?
     var priority = 0
-    var options = TransferParameters()
+    package var options = TransferParameters()
 
-    var inbox: String { path + "/in" }
+    package var inbox: String { path + "/in" }
     var processing: String { path + "/processing" }
     var outbox: String { path + "/out" }
     var done: String { path + "/done" }

@@ -2,34 +2,34 @@ import Foundation
 import Wire
 
 /// Everything xattnd is configured with: defaults, then the TOML file, then command-line flags.
-struct DaemonSettings: Equatable {
-    var model: String?
-    var tokenizer: String?
-    var stateDirectory = "/var/lib/xattnd"
-    var socket = "/run/xattnd.sock"
-    var socketGroup: String?
-    var queueLimit = 100
+package struct DaemonSettings: Equatable {
+    package var model: String?
+    package var tokenizer: String?
+    package var stateDirectory = "/var/lib/xattnd"
+    package var socket = "/run/xattnd.sock"
+    package var socketGroup: String?
+    package var queueLimit = 100
     var maximumFrameSize = WireProtocol.defaultMaximumFrameSize
     var adminGroup: String?
-    var maxAttempts = 3
+    package var maxAttempts = 3
     var idleTimeout = 300
     /// Connections served at once, bytes held in unanswered requests, seconds per frame.
     var maxConnections = 64
     var maxBufferedBytes = 256 << 20
     var frameTimeout = 30
     /// Bytes of images the job store may hold.
-    var storeMaxBytes = 4 << 30
+    package var storeMaxBytes = 4 << 30
     /// "owner": a job is seen by its owner and the admins only; "all": by every user of the socket.
     var jobVisibility = "owner"
-    var cache = true
-    var cacheDirectory: String?
-    var cacheSizeMB = 2048
+    package var cache = true
+    package var cacheDirectory: String?
+    package var cacheSizeMB = 2048
     /// Results (PNG + JSON) older than this many days are deleted; 0 keeps them.
-    var resultRetentionDays = 30
+    package var resultRetentionDays = 30
     /// At most this many results are kept (newest first); 0 keeps all.
-    var resultRetentionCount = 1000
+    package var resultRetentionCount = 1000
     /// Hot folders (`[[folder]]` tables).
-    var folders: [HotFolderSettings] = []
+    package var folders: [HotFolderSettings] = []
 
     /// Settings that only a restart can change (the model stays loaded, the socket stays bound).
     static let restartOnly: [(String, @Sendable (DaemonSettings) -> String?)] = [
@@ -38,7 +38,7 @@ struct DaemonSettings: Equatable {
         ("folder", { "\($0.folders)" }),
     ]
 
-    struct Invalid: Error, CustomStringConvertible { let description: String }
+    package struct Invalid: Error, CustomStringConvertible { package let description: String }
 
     /// Values from a TOML configuration file; unknown keys are errors (typos must not pass).
     mutating func apply(toml text: String, path: String) throws {
@@ -115,21 +115,21 @@ struct DaemonSettings: Equatable {
         }
     }
 
-    var serviceLimits: ServiceLimits {
+    package var serviceLimits: ServiceLimits {
         ServiceLimits(queueLimit: queueLimit, maximumFrameSize: maximumFrameSize, sharedJobs: jobVisibility == "all")
     }
 
     /// Result images and their sidecars.
-    var resultsDirectory: String { stateDirectory + "/results" }
+    package var resultsDirectory: String { stateDirectory + "/results" }
 
-    var connectionLimits: ConnectionLimits {
+    package var connectionLimits: ConnectionLimits {
         ConnectionLimits(maxConnections: maxConnections, maxBufferedBytes: maxBufferedBytes, frameTimeout: frameTimeout, idleTimeout: idleTimeout)
     }
 
-    var adminGID: gid_t? { adminGroup.flatMap { getgrnam($0)?.pointee.gr_gid } }
+    package var adminGID: gid_t? { adminGroup.flatMap { getgrnam($0)?.pointee.gr_gid } }
 
     /// Reads the configuration file (if any) and the flags into settings, validated.
-    static func load(file: String?, flags: Arguments) throws -> DaemonSettings {
+    package static func load(file: String?, flags: Arguments) throws -> DaemonSettings {
         var settings = DaemonSettings()
         if let file {
             guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
@@ -200,7 +200,7 @@ struct ConfigField {
 
 /// Re-reads the configuration on SIGHUP or `daemon.reload` and applies it atomically: either every
 /// changed live setting takes effect, or (on any error) the old configuration stays, whole.
-final class Reloader: @unchecked Sendable {
+package final class Reloader: @unchecked Sendable {
     private let lock = NSLock()
     private var settings: DaemonSettings
     let file: String?
@@ -208,13 +208,13 @@ final class Reloader: @unchecked Sendable {
     /// Applies live settings to the running parts.
     let apply: (DaemonSettings) -> Void
 
-    init(settings: DaemonSettings, file: String?, flags: Arguments, apply: @escaping (DaemonSettings) -> Void) {
+    package init(settings: DaemonSettings, file: String?, flags: Arguments, apply: @escaping (DaemonSettings) -> Void) {
         (self.settings, self.file, self.flags, self.apply) = (settings, file, flags, apply)
     }
 
     var current: DaemonSettings { lock.lock(); defer { lock.unlock() }; return settings }
 
-    func reload() throws -> DaemonSettings {
+    package func reload() throws -> DaemonSettings {
         lock.lock(); defer { lock.unlock() }
         let fresh = try DaemonSettings.load(file: file, flags: flags)
         let changed = DaemonSettings.restartOnly.filter { $0.1(fresh) != $0.1(settings) }.map(\.0)

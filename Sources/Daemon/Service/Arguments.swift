@@ -1,14 +1,15 @@
 /// A small command-line reader: `--name value` options, `--flag` switches, clear errors.
-struct Arguments {
-    struct UsageError: Error, CustomStringConvertible {
-        let description: String
+package struct Arguments {
+    package struct UsageError: Error, CustomStringConvertible {
+        package let description: String
+        package init(description: String) { self.description = description }
     }
 
     private var values: [String: String] = [:]
     private var flags: Set<String> = []
 
     /// `valued`: options that take a value; `switches`: options that do not.
-    init(_ arguments: [String], valued: Set<String>, switches: Set<String>) throws {
+    package init(_ arguments: [String], valued: Set<String>, switches: Set<String>) throws {
         var i = 0
         while i < arguments.count {
             let argument = arguments[i]
@@ -28,16 +29,16 @@ struct Arguments {
         }
     }
 
-    func string(_ name: String) -> String? { values[name] }
+    package func string(_ name: String) -> String? { values[name] }
 
-    func required(_ name: String) throws -> String {
+    package func required(_ name: String) throws -> String {
         guard let value = values[name] else { throw UsageError(description: "--\(name) is required") }
         return value
     }
 
-    func flag(_ name: String) -> Bool { flags.contains(name) }
+    package func flag(_ name: String) -> Bool { flags.contains(name) }
 
-    func parse<T>(_ name: String, as kind: String, _ convert: (String) -> T?) throws -> T? {
+    package func parse<T>(_ name: String, as kind: String, _ convert: (String) -> T?) throws -> T? {
         guard let text = values[name] else { return nil }
         guard let value = convert(text) else { throw UsageError(description: "--\(name) must be \(kind), got '\(text)'") }
         return value

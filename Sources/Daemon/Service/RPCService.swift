@@ -3,44 +3,46 @@ import Foundation
 import Wire
 
 /// Who is calling, from the socket's peer credentials.
-struct Caller: Sendable {
+package struct Caller: Sendable {
     let uid: UInt32
     let gid: UInt32
     /// root, the daemon's own user, or a member of the admin group.
     let isAdmin: Bool
+
+    package init(uid: UInt32, gid: UInt32, isAdmin: Bool) { (self.uid, self.gid, self.isAdmin) = (uid, gid, isAdmin) }
 }
 
 /// One connection's protocol state. `send` delivers notifications (thread-safe).
-final class Session: @unchecked Sendable {
+package final class Session: @unchecked Sendable {
     let send: (RPCMessage) -> Void
     private let lock = NSLock()
     private var helloDone = false
     private var watches: [(job: String, token: UUID)] = []
 
-    init(send: @escaping (RPCMessage) -> Void) { self.send = send }
+    package init(send: @escaping (RPCMessage) -> Void) { self.send = send }
 
     var greeted: Bool {
         get { lock.lock(); defer { lock.unlock() }; return helloDone }
         set { lock.lock(); helloDone = newValue; lock.unlock() }
     }
 
-    var isWatching: Bool { lock.lock(); defer { lock.unlock() }; return !watches.isEmpty }
+    package var isWatching: Bool { lock.lock(); defer { lock.unlock() }; return !watches.isEmpty }
 
     func add(watch job: String, token: UUID) { lock.lock(); watches.append((job, token)); lock.unlock() }
 
     func remove(token: UUID) { lock.lock(); watches.removeAll { $0.token == token }; lock.unlock() }
 
     /// On disconnect: stop receiving events (the jobs themselves go on).
-    func close(_ events: EventHub) {
+    package func close(_ events: EventHub) {
         lock.lock(); let all = watches; watches = []; lock.unlock()
         for watch in all { events.unwatch(watch.job, watch.token) }
     }
 }
 
 /// Settings of the RPC surface.
-struct ServiceLimits {
-    var queueLimit = 100
-    var maximumFrameSize = WireProtocol.defaultMaximumFrameSize
+package struct ServiceLimits {
+    package var queueLimit = 100
+    package var maximumFrameSize = WireProtocol.defaultMaximumFrameSize
     /// Whether every user sees every job (`job_visibility = "all"`, a shared gallery); by default
     /// a job's options, images, progress and result are its owner's and the admins' only.
     var sharedJobs = false
@@ -48,18 +50,22 @@ struct ServiceLimits {
 
 /// What exists once the model is loaded. Until then the service answers from the store alone:
 /// jobs can be submitted, listed, watched and cancelled while they wait for the model.
-struct ServiceBackend {
+package struct ServiceBackend {
     var worker: Worker
     var model: ModelStatus
     /// Re-reads and applies the configuration; throws its error (the old one then stays).
-    var reload: () throws -> Void
+    package var reload: () throws -> Void
     /// The hot folders' state, for `daemon.status` (nil when none are configured).
     var folders: (() -> [FolderStatus])?
+
+    package init(worker: Worker, model: ModelStatus, reload: @escaping () throws -> Void, folders: (() -> [FolderStatus])?) {
+        (self.worker, self.model, self.reload, self.folders) = (worker, model, reload, folders)
+    }
 }
 
 /// Method dispatch, as plain logic over the store, the worker and the event hub (no sockets):
 /// every request gets exactly one reply; watches also get notifications through the session.
-final class RPCService: @unchecked Sendable {
+package final class RPCService: @unchecked Sendable {
     static let serverName = "xattnd 0.1"
     let store: JobStore
     let events: EventHub
@@ -70,30 +76,30 @@ final class RPCService: @unchecked Sendable {
     private var currentBackend: ServiceBackend?
 
     /// `loading`: what `model.status` says until `attach` is called.
-    init(store: JobStore, events: EventHub, limits: ServiceLimits, resultsDirectory: String, loading: ModelStatus) {
+    package init(store: JobStore, events: EventHub, limits: ServiceLimits, resultsDirectory: String, loading: ModelStatus) {
         (self.store, self.events, self.currentLimits, self.loading) = (store, events, limits, loading)
         self.resultsDirectory = resultsDirectory
     }
 
     /// The model is loaded: the worker runs jobs from now on.
-    func attach(_ backend: ServiceBackend) { lock.lock(); currentBackend = backend; lock.unlock() }
+    package func attach(_ backend: ServiceBackend) { lock.lock(); currentBackend = backend; lock.unlock() }
 
-    var backend: ServiceBackend? { lock.lock(); defer { lock.unlock() }; return currentBackend }
+    package var backend: ServiceBackend? { lock.lock(); defer { lock.unlock() }; return currentBackend }
     private var worker: Worker? { backend?.worker }
     var model: ModelStatus { backend?.model ?? { lock.lock(); defer { lock.unlock() }; return loading }() }
 
     /// The limits in force (a reload may change them; new connections see the new frame size).
-    var limits: ServiceLimits {
+    package var limits: ServiceLimits {
         get { lock.lock(); defer { lock.unlock() }; return currentLimits }
         set { lock.lock(); currentLimits = newValue; lock.unlock() }
     }
 
     /// New work is refused from now on.
-    func beginShutdown() { lock.lock(); stopping = true; lock.unlock() }
+    package func beginShutdown() { lock.lock(); stopping = true; lock.unlock() }
     var isStopping: Bool { lock.lock(); defer { lock.unlock() }; return stopping }
 
     /// The reply to one message (nil for anything that is not a request).
-    func handle(_ message: RPCMessage, caller: Caller, session: Session) -> RPCMessage? {
+    package func handle(_ message: RPCMessage, caller: Caller, session: Session) -> RPCMessage? {
         guard case let .request(id, method, params) = message else { return nil }
         do {
             let result = try dispatch(method, params: params ?? .object([:]), caller: caller, session: session)
