@@ -195,16 +195,17 @@ import Wire
         #expect(Self.names(pets + "/done") == ["slow.structure.png", "slow.appearance.png", "moved.structure.png", "moved.appearance.png"])
     }
 
-    /// 200 files at once (100 pairs, each different) with a queue limit of 30: drops wait in in/
-    /// while the queue is full and none is lost.
-    @Test func twoHundredFilesAtOnce() throws {
+    /// A burst through inotify: 40 files at once (20 pairs, each different) with a queue limit of 5:
+    /// drops wait in in/ while the queue is full and none is lost. (The same with 200 files and
+    /// the jobs' ends simulated runs in-process: ServiceTests, HotFolderIntakeTests.)
+    @Test func aBurstOfFilesWithAFullQueue() throws {
         let daemon = try DaemonHarness()
         let pets = try Self.folder(daemon, "pets")
-        try Self.start(daemon, folders: ["path = \"\(pets)\""], extra: ["--queue-limit", "30"])
+        try Self.start(daemon, folders: ["path = \"\(pets)\""], extra: ["--queue-limit", "5"])
         let staging = daemon.directory.appendingPathComponent("staging").path
         try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
         let base = try PNGLibrary.decode(Self.structurePNG)
-        for i in 0..<100 {
+        for i in 0..<20 {
             var image = base
             image.pixels[0] = UInt8(i)  // distinct contents: distinct jobs
             image.pixels[1] = UInt8(i / 7)
@@ -215,13 +216,13 @@ import Wire
             #expect(rename(staging + "/" + name, pets + "/in/" + name) == 0)
         }
         let deadline = Date().addingTimeInterval(240)
-        while Self.names(pets + "/out").filter({ $0.hasSuffix(".png") }).count < 100 && Date() < deadline {
+        while Self.names(pets + "/out").filter({ $0.hasSuffix(".png") }).count < 20 && Date() < deadline {
             Thread.sleep(forTimeInterval: 0.5)
         }
-        #expect(Self.names(pets + "/out").filter { $0.hasSuffix(".png") }.count == 100)
-        #expect(Self.names(pets + "/done").count == 200)
+        #expect(Self.names(pets + "/out").filter { $0.hasSuffix(".png") }.count == 20)
+        #expect(Self.names(pets + "/done").count == 40)
         #expect(Self.names(pets + "/failed").isEmpty && Self.names(pets + "/in").isEmpty)
-        #expect(Self.jobs(daemon).count == 100)
+        #expect(Self.jobs(daemon).count == 20)
     }
 
     /// Files dropped while the daemon was down are taken at start; a restart in the middle of a

@@ -65,7 +65,7 @@ package final class HotFolder {
         for verdict in tracker.verdicts(now: now) {
             switch verdict {
             case let .ready(drop):
-                if !claim(drop) { return }
+                if !claim(drop, now: now) { return }
             case let .invalid(drop, reason):
                 reject(drop, error: ["code": .null, "reason": .string("invalid_drop"), "message": .string(reason)])
             case let .timedOut(drop, reason):
@@ -78,7 +78,7 @@ package final class HotFolder {
 
     /// Moves the drop into processing/, reads it and queues its job. False when the queue is
     /// full: the drop goes back to in/ and the folder waits a little.
-    private func claim(_ drop: DropTracker.Drop) -> Bool {
+    private func claim(_ drop: DropTracker.Drop, now: Date) -> Bool {
         tracker.forget(drop)
         let stem: String
         do {
@@ -116,7 +116,7 @@ package final class HotFolder {
             return true
         } catch StoreError.queueFull, StoreError.storeFull {
             _ = try? FolderFiles.move(stem: stem, suffixes: drop.suffixes, from: settings.processing, to: settings.inbox)
-            deferredUntil = Date().addingTimeInterval(2)
+            deferredUntil = now.addingTimeInterval(2)
             if !reportedFullQueue { logger.notice("the queue is full; drops wait in in/ until it has room", metadata: ["name": "\(drop.stem)"]) }
             reportedFullQueue = true
             return false
