@@ -42,6 +42,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         // C libraries from Debian's -dev packages (scripts/setup installs them). Each is imported
@@ -79,7 +80,8 @@ let package = Package(
         .executableTarget(
             name: "Daemon",
             dependencies: [
-                "Core", "Wire", "Service", "CSystemd", "CInotifyTools",
+                "Core", "Wire", "Service", "CommandLineOptions", "CSystemd", "CInotifyTools",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -87,7 +89,18 @@ let package = Package(
             path: "Sources/Daemon",
             exclude: ["Service"]
         ),
-        .executableTarget(name: "Client", dependencies: ["Wire"], path: "Sources/Client"),
+        // The transfer options both command lines take (one option group, on swift-argument-parser).
+        .target(
+            name: "CommandLineOptions",
+            dependencies: ["Wire", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/Client/Options"
+        ),
+        .executableTarget(
+            name: "Client",
+            dependencies: ["Wire", "CommandLineOptions", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/Client",
+            exclude: ["Options"]
+        ),
         .executableTarget(
             name: "Bench",
             dependencies: ["Core"],

@@ -4,32 +4,17 @@ import Glibc
 #endif
 import Wire
 
-/// The commands of xattnctl; each returns the process exit code.
+/// What xattnctl's commands do over one connection; each returns the process exit code.
 struct Commands {
     let connection: Connection
     let json: Bool
-
-    static let usage = """
-        usage: xattnctl [--socket PATH] [--json] COMMAND
-          submit STRUCTURE.png APPEARANCE.png [--domain N] [--prompt T] [--object-noun N] [--seed N]
-                 [--timesteps T] [--skip K] [--no-masked-adain] [--swap-guidance X] [--contrast X]
-                 [--cross-attn-range-0 A:B] [--cross-attn-range-1 A:B] [--adain-range A:B]
-                 [--priority N] [--key IDEMPOTENCY_KEY] [--wait] [--out FILE]
-          status [JOB]   list [--limit N]   watch JOB   cancel JOB   retry JOB   result JOB --out FILE
-          pause   resume   reload   info
-        The socket is --socket, else $XATTN_SOCKET, else /run/xattnd.sock.
-        Exit codes: 0 done, 1 failed, 2 usage (or an option the daemon refuses), 3 daemon not reachable, 4 queue full,
-        5 job failed or cancelled.
-        """
 
     func hello() throws {
         _ = try connection.call(.hello, try JSONValue(encoding: HelloParams(protocolVersions: [WireProtocol.version], client: "xattnctl")))
     }
 
-    /// A command line, parsed and checked whole before connecting: a usage error never reaches
-    /// the daemon and exits 2 even when it is not running.
+    /// What a command line asks for (parsed by CommandTree).
     enum Command {
-        case submit(SubmitParams, wait: Bool, out: String?)
         case status(job: String?)
         case list(limit: Int)
         case watch(job: String)
@@ -39,67 +24,8 @@ struct Commands {
         case info
     }
 
-    static let transferOptions: Set<String> = ["domain", "prompt", "object-noun", "seed", "timesteps", "skip", "swap-guidance", "contrast",
-                                               "cross-attn-range-0", "cross-attn-range-1", "adain-range"]
-
-    static func parse(_ command: String, _ rest: [String]) throws -> Command {
-        func arguments(valued: Set<String> = [], switches: Set<String> = [], positionals: ClosedRange<Int>, usage: String) throws -> ClientArguments {
-            try ClientArguments(rest, valued: valued, switches: switches, positionals: positionals, usage: usage)
-        }
-        switch command {
-        case "submit":
-            let a = try arguments(valued: transferOptions.union(["priority", "key", "out"]), switches: ["no-masked-adain", "wait"],
-                                  positionals: 2...2, usage: "submit needs STRUCTURE APPEARANCE (two image files)")
-            return .submit(try submitParams(a), wait: a.flag("wait"), out: a.string("out"))
-        case "status":
-            return .status(job: try arguments(positionals: 0...1, usage: "status takes at most one job id").positionals.first)
-        case "list":
-            return .list(limit: try arguments(valued: ["limit"], positionals: 0...0, usage: "list takes no arguments").integer("limit", in: 1...1000) ?? 100)
-        case "watch", "cancel", "retry":
-            let job = try arguments(positionals: 1...1, usage: "\(command) needs one job id").positionals[0]
-            return command == "watch" ? .watch(job: job) : command == "cancel" ? .cancel(job: job) : .retry(job: job)
-        case "result":
-            let a = try arguments(valued: ["out"], positionals: 1...1, usage: "result needs JOB --out FILE")
-            guard let out = a.string("out") else { throw ClientArguments.usage("result needs JOB --out FILE") }
-            return .result(job: a.positionals[0], out: out)
-        case "pause", "resume", "reload":
-            _ = try arguments(positionals: 0...0, usage: "\(command) takes no arguments")
-            return .admin(command == "pause" ? .pause : command == "resume" ? .resume : .reload)
-        case "info":
-            _ = try arguments(positionals: 0...0, usage: "info takes no arguments")
-            return .info
-        default:
-            throw ClientArguments.usage("unknown command '\(command)'")
-        }
-    }
-
-    /// The submit request: both files read, every option parsed (the daemon checks the values
-    /// against the model and answers invalid_options naming the one it refuses).
-    static func submitParams(_ a: ClientArguments) throws -> SubmitParams {
-        func file(_ path: String) throws -> String {
-            guard let data = FileManager.default.contents(atPath: path) else { throw ClientArguments.usage("\(path): cannot read the file") }
-            return data.base64EncodedString()
-        }
-        var p = TransferParameters()
-        p.domain = a.string("domain")
-        p.prompt = a.string("prompt")
-        p.objectNoun = a.string("object-noun")
-        p.seed = try a.parse("seed", as: "a whole number in 0…\(TransferParameters.maximumSeed)") { UInt64($0).flatMap { $0 <= TransferParameters.maximumSeed ? $0 : nil } }
-        p.timesteps = try a.integer("timesteps", in: 1...1000)
-        p.skip = try a.integer("skip", in: 0...999)
-        if a.flag("no-masked-adain") { p.maskedAdain = false }
-        p.swapGuidance = try a.number("swap-guidance")
-        p.contrast = try a.number("contrast")
-        p.crossAttnRange0 = try a.range("cross-attn-range-0")
-        p.crossAttnRange1 = try a.range("cross-attn-range-1")
-        p.adainRange = try a.range("adain-range")
-        return SubmitParams(structure: try file(a.positionals[0]), appearance: try file(a.positionals[1]), options: p,
-                            priority: try a.integer("priority", in: TransferParameters.priorities), idempotencyKey: a.string("key"))
-    }
-
     func run(_ command: Command) throws -> Int32 {
         switch command {
-        case let .submit(request, wait, out): return try submit(request, wait: wait, out: out)
         case let .status(job?):
             return try show(try connection.call(.get, try JSONValue(encoding: JobReference(job: job))), as: JobInfo.self, line: describe)
         case .status(nil):

@@ -9,8 +9,6 @@ struct ClientError: Error, CustomStringConvertible {
     enum Kind: Int32 { case failure = 1, usage = 2, notRunning = 3, queueFull = 4, jobFailed = 5 }
     let kind: Kind
     let description: String
-    /// Whether the usage text helps (not for an option the daemon refused: its message says why).
-    var showsUsage = true
 }
 
 /// A blocking JSON-RPC connection to xattnd over its Unix socket.
@@ -75,7 +73,7 @@ final class Connection {
     static func failure(_ error: RPCErrorObject) -> ClientError {
         // An option the daemon refuses (checked against its model) is the command line's fault: exit 2.
         let kind: ClientError.Kind = error.reason == "queue_full" ? .queueFull : error.reason == "invalid_options" ? .usage : .failure
-        return ClientError(kind: kind, description: "\(error.message) (\(error.reason ?? "error"))", showsUsage: false)
+        return ClientError(kind: kind, description: "\(error.message) (\(error.reason ?? "error"))")
     }
 
     private func send(_ message: RPCMessage) throws {

@@ -1,34 +1,19 @@
+import ArgumentParser
+import CommandLineOptions
 import Foundation
 import Wire
 
-// xattnctl: the thin client of xattnd (links Wire only, never the engine).
-var arguments = Array(CommandLine.arguments.dropFirst())
-var socketOption: String?
-if let i = arguments.firstIndex(of: "--socket"), i + 1 < arguments.count {
-    socketOption = arguments[i + 1]
-    arguments.removeSubrange(i...(i + 1))
-}
-let socketPath = socketOption ?? ProcessInfo.processInfo.environment["XATTN_SOCKET"] ?? "/run/xattnd.sock"
-let json = arguments.contains("--json")
-arguments.removeAll { $0 == "--json" }
-guard let command = arguments.first, !arguments.contains(where: { ["-h", "--help", "help"].contains($0) }) else {
-    print(Commands.usage)
-    exit(arguments.isEmpty ? 2 : 0)
-}
-if command == "--version" || command == "version" {
-    print("xattnctl (protocol \(WireProtocol.version))")
-    exit(0)
-}
+// xattnctl: the thin client of xattnd (links Wire only, never the engine). The command line is
+// read whole before connecting: a usage error never reaches the daemon and exits 2 even when it
+// is not running.
 do {
-    let parsed = try Commands.parse(command, Array(arguments.dropFirst()))
-    let commands = Commands(connection: try Connection(path: socketPath), json: json)
-    try commands.hello()
-    exit(try commands.run(parsed))
+    var command = try Xattnctl.parseAsRoot()
+    try command.run()
 } catch let error as ClientError {
     FileHandle.standardError.write(Data("xattnctl: \(error.description)\n".utf8))
-    if error.kind == .usage && error.showsUsage { FileHandle.standardError.write(Data((Commands.usage + "\n").utf8)) }
     exit(error.kind.rawValue)
+} catch let code as ExitCode {
+    exit(code.rawValue)
 } catch {
-    FileHandle.standardError.write(Data("xattnctl: \(error)\n".utf8))
-    exit(1)
+    CommandLineExit.fail(Xattnctl.self, error)
 }

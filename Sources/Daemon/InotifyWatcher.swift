@@ -104,8 +104,7 @@ final class InotifyWatcher: @unchecked Sendable {
         watched[directory] = inbox
         guard directory == inbox, let names = try? FileManager.default.contentsOfDirectory(atPath: inbox) else { return }
         for name in names where !DropName(name).isJunk {
-            var status = stat()
-            if lstat(inbox + "/" + name, &status) == 0 && status.st_mode & S_IFMT == S_IFDIR {
+            if let status = try? POSIX.linkStatus(inbox + "/" + name), status.st_mode & S_IFMT == S_IFDIR {
                 add(inbox + "/" + name, under: inbox)
             }
         }

@@ -43,10 +43,9 @@ final class RPCServer: @unchecked Sendable {
         } else {
             channel = try bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).wait()
             // Only the owner and the socket group may connect; a socket left more open is refused.
-            guard chmod(path, 0o660) == 0 else {
-                let reason = String(cString: strerror(errno))
+            do { try POSIX.chmod(path, 0o660) } catch {
                 try? channel?.close().wait()
-                throw Arguments.UsageError(description: "cannot restrict \(path) to mode 0660: \(reason)")
+                throw UsageError("cannot restrict the socket to mode 0660: \(error)")
             }
             logger.info("listening on \(path)")
         }

@@ -1,41 +1,44 @@
-import Service
+import ArgumentParser
+import CommandLineOptions
 import Core
 import Foundation
+import Service
 import Wire
 
 /// `xattnd transfer`: one transfer in the foreground, without the service (scripts, benchmarks,
 /// checks). Progress on stderr, the image written atomically at the end.
-enum TransferCommand {
-    static let usage = """
-        usage: xattnd transfer --model DIR_OR_FILE --structure S.png --appearance A.png --out OUT.png
-          [--domain NOUN] [--prompt TEXT] [--object-noun NOUN] [--seed N] [--timesteps T] [--skip K]
-          [--no-masked-adain] [--swap-guidance X] [--contrast X] [--cross-attn-range-0 A:B]
-          [--cross-attn-range-1 A:B] [--adain-range A:B] [--noise FILE] [--dump FILE] [--no-cache]
-          [--cache-dir DIR] [--tokenizer DIR]
-        """
+struct Transfer: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run one transfer in the foreground, without the service.")
 
-    static func run(_ raw: [String]) throws {
-        let arguments = try Arguments(raw, valued: [
-            "model", "structure", "appearance", "out", "domain", "prompt", "object-noun", "seed", "timesteps", "skip",
-            "swap-guidance", "contrast", "cross-attn-range-0", "cross-attn-range-1", "adain-range", "noise", "dump",
-            "cache-dir", "tokenizer",
-        ], switches: ["no-masked-adain", "no-cache"])
-        let options = try self.options(arguments)
-        let out = try arguments.required("out")
-        let (structurePath, appearancePath) = (try arguments.required("structure"), try arguments.required("appearance"))
-        try options.validate()
+    @Option(help: "The model: a diffusers folder or a single-file SD 1.5 checkpoint.") var model: String
+    @Option(help: "The structure image (PNG or JPEG).") var structure: String
+    @Option(help: "The appearance image (PNG or JPEG).") var appearance: String
+    @Option(help: "Where to write the result (PNG).") var out: String
+    @OptionGroup(title: "Transfer options") var options: TransferOptionGroup
+    @Option(help: "Injected inversion noise (safetensors; parity checks).") var noise: String?
+    @Option(help: "Also write intermediate tensors here (safetensors).") var dump: String?
+    @Option(name: .customLong("cache-dir"), help: "Where inverted latents are cached.") var cacheDirectory: String?
+    @Flag(help: "Do not cache inverted latents.") var noCache = false
+    @Option(help: "A tokenizer folder for a single-file checkpoint.") var tokenizer: String?
 
+    func run() throws {
+        try CommandFailure.wrapping("transfer") { try transfer() }
+    }
+
+    private func transfer() throws {
+        // One schema: the flags become TransferParameters, read as every job's are.
+        let options = try JobConversion.options(self.options.parameters)
         var clock = Date()
         func lap() -> Double { defer { clock = Date() }; return Date().timeIntervalSince(clock) }
-        let model = try StableDiffusionModel.load(from: try arguments.required("model"), tokenizer: arguments.string("tokenizer"))
+        let model = try StableDiffusionModel.load(from: self.model, tokenizer: tokenizer)
         let loadSeconds = lap()
         let schedule = try NoiseSchedule(config: try NoiseSchedule.Config(near: model.path))
         try options.validate(for: model, schedule: schedule)
         let size = model.unet.config.sampleSize * (1 << (model.vae.config.blockOutChannels.count - 1))
-        let structure = ImagePreprocessing.modelInput(try readImage(structurePath), size: size)
-        let appearance = ImagePreprocessing.modelInput(try readImage(appearancePath), size: size)
-        let noise = try arguments.string("noise").map(readNoise)
-        let cache = arguments.flag("no-cache") ? nil : try InversionCache(directory: arguments.string("cache-dir") ?? defaultCacheDirectory())
+        let structure = ImagePreprocessing.modelInput(try Self.readImage(self.structure), size: size)
+        let appearance = ImagePreprocessing.modelInput(try Self.readImage(self.appearance), size: size)
+        let noise = try self.noise.map(Self.readNoise)
+        let cache = noCache ? nil : try InversionCache(directory: cacheDirectory ?? Self.defaultCacheDirectory())
 
         let cancellation = TransferCancellation()
         Signals.onInterrupt { cancellation.cancel() }
@@ -44,8 +47,8 @@ enum TransferCommand {
                                       cancellation: cancellation) { p in
             FileHandle.standardError.write(Data("\(p.phase.rawValue) \(p.step)/\(p.total)\n".utf8))
         }
-        try writeAtomically(try PNGLibrary.encode(ImagePreprocessing.image(from: result.image)), to: out)
-        if let dump = arguments.string("dump") { try writeDump(result, to: dump) }
+        try Self.writeAtomically(try PNGLibrary.encode(ImagePreprocessing.image(from: result.image)), to: out)
+        if let dump { try Self.writeDump(result, to: dump) }
         for warning in result.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
         var report = "done: \(out)\nUNet passes (batch 1): \(result.unetPasses)\n" + String(format: "load model: %.2f s\n", loadSeconds)
         for phase in ["text", "encode", "invert structure", "invert appearance", "generate", "decode"] {
@@ -54,30 +57,11 @@ enum TransferCommand {
         FileHandle.standardError.write(Data(report.utf8))
     }
 
-    static func options(_ a: Arguments) throws -> TransferOptions {
-        var o = TransferOptions()
-        if let domain = a.string("domain") { o.domain = domain }
-        o.prompt = a.string("prompt")
-        o.objectNoun = a.string("object-noun")
-        if let seed = try a.parse("seed", as: "a whole number in 0…\(TransferParameters.maximumSeed)", {
-            UInt64($0).flatMap { $0 <= TransferParameters.maximumSeed ? $0 : nil }
-        }) { o.seed = seed }
-        if let t = try a.parse("timesteps", as: "a whole number", { Int($0) }) { o.timesteps = t }
-        if let k = try a.parse("skip", as: "a whole number", { Int($0) }) { o.skip = k }
-        o.maskedAdaIN = !a.flag("no-masked-adain")
-        if let x = try a.parse("swap-guidance", as: "a finite number", { Float($0).flatMap { $0.isFinite ? $0 : nil } }) { o.swapGuidanceScale = x }
-        if let x = try a.parse("contrast", as: "a finite number", { Float($0).flatMap { $0.isFinite ? $0 : nil } }) { o.contrastStrength = x }
-        if let r = try a.parse("cross-attn-range-0", as: "A:B", { StepRange(parsing: $0) }) { o.crossAttentionRange0 = r }
-        if let r = try a.parse("cross-attn-range-1", as: "A:B", { StepRange(parsing: $0) }) { o.crossAttentionRange1 = r }
-        if let r = try a.parse("adain-range", as: "A:B", { StepRange(parsing: $0) }) { o.adainRange = r }
-        return o
-    }
-
     static func readImage(_ path: String) throws -> RGBImage {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw Arguments.UsageError(description: "\(path): cannot read the file")
+            throw UsageError("\(path): cannot read the file")
         }
-        do { return try ImageDecoder.decode(data) } catch { throw Arguments.UsageError(description: "\(path): \(error)") }
+        do { return try ImageDecoder.decode(data) } catch { throw UsageError("\(path): \(error)") }
     }
 
     static func readNoise(_ path: String) throws -> InjectedNoise {

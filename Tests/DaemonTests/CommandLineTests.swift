@@ -27,7 +27,11 @@ import Wire
         // Well-formed commands get as far as connecting.
         #expect(try Self.ctl(["submit"] + images + ["--seed", "7", "--timesteps", "20"]).code == 3)
         let help = try Self.ctl(["submit", "--help"])
-        #expect(help.code == 0 && help.output.contains("usage: xattnctl"))
+        #expect(help.code == 0 && help.output.contains("USAGE: xattnctl submit") && help.output.contains("--cross-attn-range-0"))
+        let top = try Self.ctl(["--help"])
+        #expect(top.code == 0 && top.output.contains("Exit codes"))
+        let completion = try Self.ctl(["--generate-completion-script", "bash"])
+        #expect(completion.code == 0 && completion.output.hasPrefix("#!/bin/bash") && completion.output.contains("submit"))
     }
 
     @Test func xattndRefusesValuesItCannotParse() throws {
@@ -36,7 +40,11 @@ import Wire
         let transfer = try DaemonHarness.xattnd(["transfer", "--seed", "abc", "--model", "/nonexistent", "--structure", "s", "--appearance", "a", "--out", "o"])
         #expect(transfer.code == 2 && transfer.error.contains("--seed"), "\(transfer)")
         let help = try DaemonHarness.xattnd(["run", "--help"])
-        #expect(help.code == 0 && help.output.contains("usage: xattnd run"))
+        #expect(help.code == 0 && help.output.contains("USAGE: xattnd run") && help.output.contains("--queue-limit"))
+        #expect(try DaemonHarness.xattnd(["--help"]).output.contains("check-config"))
+        // Bounds are those of the configuration file's keys.
+        let zero = try DaemonHarness.xattnd(["run", "--queue-limit", "0", "--model", "/nonexistent"])
+        #expect(zero.code == 2 && zero.error.contains("--queue-limit must be in 1…1000000"), "\(zero)")
     }
 
     /// `xattn-bench unet --help` used to start the benchmark (minutes of full-size UNet passes).

@@ -52,18 +52,18 @@ package struct DaemonSettings: Equatable {
             case "state_dir": stateDirectory = try field.string()
             case "socket": socket = try field.string()
             case "socket_group": socketGroup = try field.string()
-            case "queue_limit": queueLimit = try field.integer(1...1_000_000)
-            case "max_frame_size": maximumFrameSize = try field.integer(1024...(1 << 30))
+            case "queue_limit": queueLimit = try field.integer(Bounds.queueLimit)
+            case "max_frame_size": maximumFrameSize = try field.integer(Bounds.maximumFrameSize)
             case "admin_group": adminGroup = try field.string()
-            case "max_attempts": maxAttempts = try field.integer(1...100)
-            case "idle_timeout": idleTimeout = try field.integer(1...86400)
-            case "max_connections": maxConnections = try field.integer(1...100_000)
-            case "max_buffered_bytes": maxBufferedBytes = try field.integer(1024...(1 << 40))
-            case "frame_timeout": frameTimeout = try field.integer(1...3600)
-            case "store_max_bytes": storeMaxBytes = try field.integer(1024...(1 << 50))
+            case "max_attempts": maxAttempts = try field.integer(Bounds.maxAttempts)
+            case "idle_timeout": idleTimeout = try field.integer(Bounds.idleTimeout)
+            case "max_connections": maxConnections = try field.integer(Bounds.maxConnections)
+            case "max_buffered_bytes": maxBufferedBytes = try field.integer(Bounds.maxBufferedBytes)
+            case "frame_timeout": frameTimeout = try field.integer(Bounds.frameTimeout)
+            case "store_max_bytes": storeMaxBytes = try field.integer(Bounds.storeMaxBytes)
             case "job_visibility":
                 jobVisibility = try field.string()
-                guard ["owner", "all"].contains(jobVisibility) else { throw field.invalid("must be \"owner\" or \"all\"") }
+                guard Self.jobVisibilities.contains(jobVisibility) else { throw field.invalid("must be \"owner\" or \"all\"") }
             case "cache": cache = try field.bool()
             case "cache_dir": cacheDirectory = try field.string()
             case "cache_size_mb": cacheSizeMB = try field.integer(1...1_000_000)
@@ -81,26 +81,47 @@ package struct DaemonSettings: Equatable {
         }
     }
 
-    /// Flags win over the file.
-    mutating func apply(flags a: Arguments) throws {
-        if let v = a.string("model") { model = v }
-        if let v = a.string("tokenizer") { tokenizer = v }
-        if let v = a.string("state-dir") { stateDirectory = v }
-        if let v = a.string("socket") { socket = v }
-        if let v = a.string("socket-group") { socketGroup = v }
-        if let v = try a.parse("queue-limit", as: "a whole number ≥ 1", { Int($0).flatMap { $0 >= 1 ? $0 : nil } }) { queueLimit = v }
-        if let v = try a.parse("max-frame-size", as: "a number of bytes ≥ 1024", { Int($0).flatMap { $0 >= 1024 ? $0 : nil } }) { maximumFrameSize = v }
-        if let v = a.string("admin-group") { adminGroup = v }
-        if let v = try a.parse("max-attempts", as: "a whole number ≥ 1", { Int($0).flatMap { $0 >= 1 ? $0 : nil } }) { maxAttempts = v }
-        if let v = try a.parse("idle-timeout", as: "seconds ≥ 1", { Int($0).flatMap { $0 >= 1 ? $0 : nil } }) { idleTimeout = v }
-        if let v = try a.parse("max-connections", as: "a whole number ≥ 1", { Int($0).flatMap { $0 >= 1 ? $0 : nil } }) { maxConnections = v }
-        if let v = try a.parse("max-buffered-bytes", as: "a number of bytes ≥ 1024", { Int($0).flatMap { $0 >= 1024 ? $0 : nil } }) { maxBufferedBytes = v }
-        if let v = try a.parse("store-max-bytes", as: "a number of bytes ≥ 1024", { Int($0).flatMap { $0 >= 1024 ? $0 : nil } }) { storeMaxBytes = v }
-        if let v = try a.parse("job-visibility", as: "owner or all", { ["owner", "all"].contains($0) ? $0 : nil }) { jobVisibility = v }
-        if let v = try a.parse("frame-timeout", as: "seconds ≥ 1", { Int($0).flatMap { $0 >= 1 ? $0 : nil } }) { frameTimeout = v }
-        if a.flag("no-cache") { cache = false }
-        if let v = a.string("cache-dir") { cacheDirectory = v }
+    /// Flags win over the file; each is held to the bounds of its key.
+    mutating func apply(overrides o: SettingsOverrides) throws {
+        func bounded(_ value: Int?, _ range: ClosedRange<Int>, _ flag: String) throws -> Int? {
+            guard let value else { return nil }
+            guard range.contains(value) else { throw Invalid(description: "--\(flag) must be in \(range.lowerBound)…\(range.upperBound), got \(value)") }
+            return value
+        }
+        if let v = o.model { model = v }
+        if let v = o.tokenizer { tokenizer = v }
+        if let v = o.stateDirectory { stateDirectory = v }
+        if let v = o.socket { socket = v }
+        if let v = o.socketGroup { socketGroup = v }
+        if let v = o.adminGroup { adminGroup = v }
+        if let v = o.cacheDirectory { cacheDirectory = v }
+        if let v = try bounded(o.queueLimit, Bounds.queueLimit, "queue-limit") { queueLimit = v }
+        if let v = try bounded(o.maximumFrameSize, Bounds.maximumFrameSize, "max-frame-size") { maximumFrameSize = v }
+        if let v = try bounded(o.maxAttempts, Bounds.maxAttempts, "max-attempts") { maxAttempts = v }
+        if let v = try bounded(o.idleTimeout, Bounds.idleTimeout, "idle-timeout") { idleTimeout = v }
+        if let v = try bounded(o.maxConnections, Bounds.maxConnections, "max-connections") { maxConnections = v }
+        if let v = try bounded(o.maxBufferedBytes, Bounds.maxBufferedBytes, "max-buffered-bytes") { maxBufferedBytes = v }
+        if let v = try bounded(o.frameTimeout, Bounds.frameTimeout, "frame-timeout") { frameTimeout = v }
+        if let v = try bounded(o.storeMaxBytes, Bounds.storeMaxBytes, "store-max-bytes") { storeMaxBytes = v }
+        if let v = o.jobVisibility {
+            guard Self.jobVisibilities.contains(v) else { throw Invalid(description: "--job-visibility must be owner or all, got '\(v)'") }
+            jobVisibility = v
+        }
+        if o.noCache { cache = false }
     }
+
+    /// The bounds of numeric settings, the same for a file's key and its flag.
+    enum Bounds {
+        static let queueLimit = 1...1_000_000
+        static let maximumFrameSize = 1024...(1 << 30)
+        static let maxAttempts = 1...100
+        static let idleTimeout = 1...86400
+        static let maxConnections = 1...100_000
+        static let maxBufferedBytes = 1024...(1 << 40)
+        static let frameTimeout = 1...3600
+        static let storeMaxBytes = 1024...(1 << 50)
+    }
+    static let jobVisibilities = ["owner", "all"]
 
     /// Group names must exist; a model is required.
     func validate() throws {
@@ -129,7 +150,7 @@ package struct DaemonSettings: Equatable {
     package var adminGID: gid_t? { adminGroup.flatMap { getgrnam($0)?.pointee.gr_gid } }
 
     /// Reads the configuration file (if any) and the flags into settings, validated.
-    package static func load(file: String?, flags: Arguments) throws -> DaemonSettings {
+    package static func load(file: String?, overrides: SettingsOverrides = SettingsOverrides()) throws -> DaemonSettings {
         var settings = DaemonSettings()
         if let file {
             guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
@@ -137,7 +158,7 @@ package struct DaemonSettings: Equatable {
             }
             try settings.apply(toml: text, path: file)
         }
-        try settings.apply(flags: flags)
+        try settings.apply(overrides: overrides)
         try settings.validate()
         return settings
     }
@@ -204,19 +225,19 @@ package final class Reloader: @unchecked Sendable {
     private let lock = NSLock()
     private var settings: DaemonSettings
     let file: String?
-    let flags: Arguments
+    let overrides: SettingsOverrides
     /// Applies live settings to the running parts.
     let apply: (DaemonSettings) -> Void
 
-    package init(settings: DaemonSettings, file: String?, flags: Arguments, apply: @escaping (DaemonSettings) -> Void) {
-        (self.settings, self.file, self.flags, self.apply) = (settings, file, flags, apply)
+    package init(settings: DaemonSettings, file: String?, overrides: SettingsOverrides, apply: @escaping (DaemonSettings) -> Void) {
+        (self.settings, self.file, self.overrides, self.apply) = (settings, file, overrides, apply)
     }
 
     var current: DaemonSettings { lock.lock(); defer { lock.unlock() }; return settings }
 
     package func reload() throws -> DaemonSettings {
         lock.lock(); defer { lock.unlock() }
-        let fresh = try DaemonSettings.load(file: file, flags: flags)
+        let fresh = try DaemonSettings.load(file: file, overrides: overrides)
         let changed = DaemonSettings.restartOnly.filter { $0.1(fresh) != $0.1(settings) }.map(\.0)
         guard changed.isEmpty else {
             throw DaemonSettings.Invalid(description: "\(changed.joined(separator: ", ")) changed: these take effect only after a restart; nothing was applied")

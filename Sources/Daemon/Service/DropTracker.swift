@@ -90,8 +90,7 @@ package struct DropTracker {
 
     /// lstat: a link is seen as a link, never followed.
     static func lstatus(_ path: String) -> Status? {
-        var s = Glibc.stat()
-        guard lstat(path, &s) == 0 else { return nil }
+        guard let s = try? POSIX.linkStatus(path) else { return nil }
         let unusable: String?
         switch s.st_mode & S_IFMT {
         case S_IFREG, S_IFDIR: unusable = nil

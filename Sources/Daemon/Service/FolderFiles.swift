@@ -13,8 +13,7 @@ enum FolderFiles {
 
     /// Whether anything is at `path`, a dangling symbolic link included (lstat, never followed).
     static func exists(_ path: String) -> Bool {
-        var s = stat()
-        return lstat(path, &s) == 0
+        (try? POSIX.linkStatus(path)) != nil
     }
 
     /// Longest file name most Linux filesystems take (NAME_MAX).
@@ -49,10 +48,10 @@ enum FolderFiles {
         let newStem = freeStem(stem, suffixes: suffixes + extraSuffixes, in: target)
         var moved: [String] = []
         for suffix in suffixes {
-            if rename(source + "/" + stem + suffix, target + "/" + newStem + suffix) != 0 {
-                let reason = String(cString: strerror(errno))
-                for done in moved.reversed() { _ = rename(target + "/" + newStem + done, source + "/" + stem + done) }
-                throw Failure(description: "cannot move \(stem + suffix) to \(target): \(reason)")
+            do { try POSIX.rename(source + "/" + stem + suffix, target + "/" + newStem + suffix) } catch {
+                // All or nothing: what moved goes back (if that fails too, the scan finds it in either place).
+                for done in moved.reversed() { try? POSIX.rename(target + "/" + newStem + done, source + "/" + stem + done) }
+                throw Failure(description: "cannot move \(stem + suffix) to \(target): \(error)")
             }
             moved.append(suffix)
         }
@@ -62,14 +61,7 @@ enum FolderFiles {
     /// Entries of `directory` whose names are not valid UTF-8, as raw bytes (a String cannot hold
     /// them, and FileManager's listing skips or mangles them).
     static func undecodableNames(in directory: String) -> [[UInt8]] {
-        guard let handle = opendir(directory) else { return [] }
-        defer { closedir(handle) }
-        var names: [[UInt8]] = []
-        while let entry = readdir(handle) {
-            let bytes = withUnsafeBytes(of: entry.pointee.d_name) { raw in Array(raw.prefix { $0 != 0 }) }
-            if String(validatingUTF8: bytes.map { CChar(bitPattern: $0) } + [0]) == nil { names.append(bytes) }
-        }
-        return names
+        ((try? POSIX.rawNames(in: directory)) ?? []).filter { String(validating: $0, as: UTF8.self) == nil }
     }
 
     /// A readable, valid stand-in for such a name: printable ASCII kept, every other byte as %XX.
@@ -80,40 +72,30 @@ enum FolderFiles {
     /// Renames the entry named `bytes` in `source` to `target` (a path).
     static func move(bytes: [UInt8], from source: String, to target: String) throws {
         let path = Array(source.utf8CString.dropLast()) + [CChar(bitPattern: UInt8(ascii: "/"))] + bytes.map { CChar(bitPattern: $0) } + [0]
-        guard Glibc.rename(path, target) == 0 else {
-            throw Failure(description: "cannot move \(escapedName(bytes)) to \(target): \(String(cString: strerror(errno)))")
+        do { try POSIX.rename(rawPath: path, to: target, shownAs: escapedName(bytes)) } catch {
+            throw Failure(description: "cannot move \(escapedName(bytes)) to \(target): \(error)")
         }
     }
 
     /// A regular file's bytes, refusing devices, anything above the limit and (unless the path
     /// comes from the configuration) links.
     static func read(_ path: String, limit: Int = maximumFileBytes, followLinks: Bool = false) throws -> Data {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (followLinks ? 0 : O_NOFOLLOW))
-        guard fd >= 0 else { throw Failure(description: "cannot open \((path as NSString).lastPathComponent): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var s = stat()
-        guard fstat(fd, &s) == 0, s.st_mode & S_IFMT == S_IFREG else { throw Failure(description: "\((path as NSString).lastPathComponent) is not a regular file") }
-        guard s.st_size <= limit else { throw Failure(description: "\((path as NSString).lastPathComponent) is larger than \(limit >> 20) MB") }
-        var data = Data(count: Int(s.st_size))
-        let count = data.withUnsafeMutableBytes { buffer -> Int in
-            guard let base = buffer.baseAddress else { return 0 }
-            var offset = 0
-            while offset < buffer.count {
-                let n = Glibc.read(fd, base + offset, buffer.count - offset)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { break }
-                offset += n
-            }
-            return offset
+        let name = (path as NSString).lastPathComponent
+        let file: POSIX.File
+        do { file = try POSIX.File(path, flags: O_RDONLY | O_NONBLOCK | (followLinks ? 0 : O_NOFOLLOW)) } catch let error as SystemCallError {
+            throw Failure(description: "cannot open \(name): \(String(cString: strerror(error.code)))")
         }
-        guard count == data.count else { throw Failure(description: "\((path as NSString).lastPathComponent) changed while it was read") }
+        let status = try file.status()
+        guard status.st_mode & S_IFMT == S_IFREG else { throw Failure(description: "\(name) is not a regular file") }
+        guard status.st_size <= limit else { throw Failure(description: "\(name) is larger than \(limit >> 20) MB") }
+        let data = try file.read(upTo: Int(status.st_size))
+        guard data.count == Int(status.st_size) else { throw Failure(description: "\(name) changed while it was read") }
         return data
     }
 
     /// The owner of a path (hot-folder jobs belong to whoever dropped the files).
     static func owner(_ path: String) -> UInt32? {
-        var s = stat()
-        return lstat(path, &s) == 0 ? s.st_uid : nil
+        (try? POSIX.linkStatus(path))?.st_uid
     }
 
     /// Makes in/, processing/, out/, done/ and failed/ (the folder itself must exist).
@@ -122,16 +104,13 @@ enum FolderFiles {
         guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw Failure(description: "\(folder.path) does not exist")
         }
-        var parent = stat()
-        let setgid = stat(folder.path, &parent) == 0 ? parent.st_mode & S_ISGID : 0
+        let setgid = ((try? POSIX.status(folder.path))?.st_mode ?? 0) & S_ISGID
         for directory in [folder.inbox, folder.processing, folder.outbox, folder.done, folder.failed] where !FileManager.default.fileExists(atPath: directory) {
             // Group-writable whatever the service's umask (0027): members of the folder's group
             // drop files into in/ and tidy out/; the set-group-ID bit of the folder carries over.
-            guard mkdir(directory, 0o775) == 0 || errno == EEXIST else {
-                throw Failure(description: "cannot create \(directory): \(String(cString: strerror(errno)))")
-            }
-            guard chmod(directory, 0o775 | setgid) == 0 else {
-                throw Failure(description: "cannot make \(directory) group-writable: \(String(cString: strerror(errno)))")
+            do { try POSIX.mkdir(directory, mode: 0o775) } catch { throw Failure(description: "cannot create \(directory): \(error)") }
+            do { try POSIX.chmod(directory, 0o775 | setgid) } catch {
+                throw Failure(description: "cannot make \(directory) group-writable: \(error)")
             }
         }
     }

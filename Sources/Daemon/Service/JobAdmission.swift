@@ -9,8 +9,8 @@ import Wire
 package enum JobAdmission {
     /// What options are checked against once the model is loaded.
     package struct Engine {
-        let model: StableDiffusionModel
-        let schedule: NoiseSchedule
+        package let model: StableDiffusionModel
+        package let schedule: NoiseSchedule
 
         package init(model: StableDiffusionModel, schedule: NoiseSchedule) { (self.model, self.schedule) = (model, schedule) }
     }

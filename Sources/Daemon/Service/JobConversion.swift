@@ -19,7 +19,7 @@ package enum JobConversion {
     }
 
     /// Wire parameters → engine options, validated (the error names the option).
-    static func options(_ p: TransferParameters) throws -> TransferOptions {
+    package static func options(_ p: TransferParameters) throws -> TransferOptions {
         var o = TransferOptions()
         if let v = p.domain { o.domain = v }
         o.prompt = p.prompt

@@ -1,0 +1,176 @@
+import Core
+import Foundation
+import Logging
+import Service
+import Wire
+
+/// The service's start, as the steps it takes in order, and its orderly stop.
+///
+/// 1. `openStore`: the job store, with jobs interrupted by an abnormal stop requeued or failed.
+/// 2. `listen`: the socket. While the model loads (a minute for SD 1.5 from a cold disk) clients
+///    see "starting" and can already queue, list, watch and cancel jobs.
+/// 3. `loadModel`: weights and schedule, the hot folders' options checked against them.
+/// 4. `startWork`: the worker, the hot folders, reloads; then READY=1.
+/// 5. `serveUntilStopped`: until SIGTERM/SIGINT.
+final class ServiceStart {
+    let settings: DaemonSettings
+    let file: String?
+    let overrides: SettingsOverrides
+    let logger = DaemonLogging.logger()
+    private let adminGroup: LockedValue<gid_t?>
+
+    init(settings: DaemonSettings, file: String?, overrides: SettingsOverrides) {
+        (self.settings, self.file, self.overrides) = (settings, file, overrides)
+        adminGroup = LockedValue(settings.adminGID)
+    }
+
+    func run() throws {
+        let store = try openStore()
+        let events = EventHub()
+        let (service, server) = try listen(store: store, events: events)
+        let engine: JobAdmission.Engine, loadSeconds: Double
+        do { (engine, loadSeconds) = try loadModel() } catch {
+            server.stop()
+            throw error
+        }
+        let (worker, hotFolders) = try startWork(store: store, events: events, service: service, server: server, engine: engine, loadSeconds: loadSeconds)
+        serveUntilStopped(service: service, server: server, worker: worker, hotFolders: hotFolders)
+    }
+
+    /// Step 1. The store holds every user's images: the state directory is the service user's alone.
+    func openStore() throws -> JobStore {
+        try FileManager.default.createDirectory(atPath: settings.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let store = try JobStore(path: settings.stateDirectory + "/jobs.sqlite")
+        store.maximumImageBytes = settings.storeMaxBytes
+        let recovered = try store.recoverInterrupted(maxAttempts: settings.maxAttempts)
+        if !recovered.requeued.isEmpty || !recovered.failed.isEmpty {
+            logger.notice("interrupted jobs", metadata: ["requeued": "\(recovered.requeued)", "failed": "\(recovered.failed)"])
+        }
+        return store
+    }
+
+    /// Step 2.
+    func listen(store: JobStore, events: EventHub) throws -> (RPCService, RPCServer) {
+        let service = RPCService(store: store, events: events, limits: settings.serviceLimits, resultsDirectory: settings.resultsDirectory,
+                                 loading: ModelStatus(state: "loading", path: settings.model ?? "", identity: nil, loadSeconds: nil, error: nil))
+        let ownUID = getuid()
+        let server = RPCServer(service: service, events: events, logger: logger, limits: settings.connectionLimits) { [adminGroup] uid, gid in
+            uid == 0 || uid == ownUID || (adminGroup.value.map { Self.isMember(uid: uid, gid: gid, of: $0) } ?? false)
+        }
+        try server.start(path: settings.socket)
+        if let interval = Systemd.watchdogInterval() { server.startWatchdog(intervalMicroseconds: interval) }
+        if let group = settings.socketGroup.flatMap({ getgrnam($0)?.pointee.gr_gid }), RPCServer.inheritedSocket() == nil {
+            do { try POSIX.chown(settings.socket, group: group) } catch {
+                logger.error("the socket's group could not be set; only its owner can connect", metadata: ["error": "\(error)"])
+            }
+        }
+        Signals.onHangup { [logger] in
+            guard let reload = service.backend?.reload else { logger.notice("SIGHUP ignored: the model is still loading"); return }
+            do { try reload() } catch { logger.error("reload failed; the previous configuration stays", metadata: ["error": "\(error)"]) }
+        }
+        return (service, server)
+    }
+
+    /// Step 3. Loading 4 GB of weights can outlast TimeoutStartSec: systemd is asked for more time
+    /// every 10 s meanwhile.
+    func loadModel() throws -> (JobAdmission.Engine, seconds: Double) {
+        Systemd.notify("STATUS=loading the model")
+        let start = Date()
+        let extender = DispatchSource.makeTimerSource(queue: .global())
+        extender.schedule(deadline: .now(), repeating: .seconds(10))
+        extender.setEventHandler { Systemd.notify("EXTEND_TIMEOUT_USEC=30000000") }
+        extender.resume()
+        defer { extender.cancel() }
+        let path = settings.model ?? ""
+        let model = try StableDiffusionModel.load(from: path, tokenizer: settings.tokenizer)
+        let engine = JobAdmission.Engine(model: model, schedule: try NoiseSchedule(config: try NoiseSchedule.Config(near: model.path)))
+        // A folder's options that this model refuses would fail every drop: refuse them now.
+        for folder in settings.folders {
+            do { _ = try JobAdmission.options(folder.options, engine: engine) } catch {
+                throw UsageError("hot folder '\(folder.name)': \(error)")
+            }
+        }
+        let seconds = Date().timeIntervalSince(start)
+        logger.info("model loaded", metadata: ["path": "\(path)", "seconds": "\(String(format: "%.1f", seconds))", "identity": "\(model.identity.prefix(12))"])
+        return (engine, seconds)
+    }
+
+    /// Step 4. Last comes "ready": the worker runs and the hot folders have been set up and scanned.
+    func startWork(store: JobStore, events: EventHub, service: RPCService, server: RPCServer,
+                   engine: JobAdmission.Engine, loadSeconds: Double) throws -> (Worker, HotFolders) {
+        let cache = settings.cache
+            ? try InversionCache(directory: settings.cacheDirectory ?? Self.systemdCacheDirectory ?? settings.stateDirectory + "/inversions",
+                                 maximumBytes: settings.cacheSizeMB << 20)
+            : nil
+        let worker = Worker(store: store, events: events, model: engine.model, schedule: engine.schedule,
+                            resultsDirectory: settings.resultsDirectory, cache: cache, logger: logger)
+        worker.retention = (settings.resultRetentionDays, settings.resultRetentionCount)
+        let hotFolders = HotFolders(settings: settings.folders, store: store, engine: engine, events: events, logger: logger,
+                                    queueLimit: { service.limits.queueLimit }, wake: { worker.wake() })
+        let reloader = Reloader(settings: settings, file: file, overrides: overrides) { [adminGroup] fresh in
+            service.limits = fresh.serviceLimits
+            worker.retention = (fresh.resultRetentionDays, fresh.resultRetentionCount)
+            adminGroup.value = fresh.adminGID
+            server.budget.limits = fresh.connectionLimits
+            store.maximumImageBytes = fresh.storeMaxBytes
+        }
+        let reload = { [logger] in
+            Systemd.notify("RELOADING=1")
+            defer { Systemd.notify("READY=1") }
+            _ = try reloader.reload()
+            logger.info("configuration reloaded")
+        }
+        worker.onStatus = { Systemd.notify("STATUS=\($0)") }
+        worker.start()
+        hotFolders.start()
+        let model = ModelStatus(state: "ready", path: settings.model ?? "", identity: engine.model.identity, loadSeconds: loadSeconds, error: nil)
+        service.attach(ServiceBackend(worker: worker, model: model, reload: reload,
+                                      folders: settings.folders.isEmpty ? nil : { hotFolders.status() }))
+        return (worker, hotFolders)
+    }
+
+    /// Step 5. On SIGTERM/SIGINT: intake stops; the worker first (the running job goes back to the
+    /// queue and its watchers hear so), then the connections answer what they hold and close.
+    func serveUntilStopped(service: RPCService, server: RPCServer, worker: Worker, hotFolders: HotFolders) {
+        let done = DispatchSemaphore(value: 0)
+        Signals.onInterrupt { [logger] in
+            logger.info("stopping")
+            Systemd.notify("STOPPING=1")
+            service.beginShutdown()
+            hotFolders.stop()
+            worker.shutdown()
+            server.stop()
+            done.signal()
+        }
+        Systemd.notify("READY=1\nSTATUS=ready")
+        logger.info("ready", metadata: ["socket": "\(settings.socket)", "state": "\(settings.stateDirectory)"])
+        done.wait()
+    }
+
+    /// The unit's CacheDirectory= (systemd exports it; the first one if several), where the
+    /// inversion cache belongs: it may be deleted at any time without losing anything.
+    static var systemdCacheDirectory: String? {
+        ProcessInfo.processInfo.environment["CACHE_DIRECTORY"]?.split(separator: ":").first.map { $0 + "/inversions" }
+    }
+
+    /// Whether user `uid` (primary group `gid`) belongs to group `group`.
+    static func isMember(uid: UInt32, gid: UInt32, of group: gid_t) -> Bool {
+        if gid == group { return true }
+        guard let user = getpwuid(uid), let name = user.pointee.pw_name else { return false }
+        var count: Int32 = 64
+        var groups = [gid_t](repeating: 0, count: Int(count))
+        guard getgrouplist(name, gid, &groups, &count) >= 0 else { return false }
+        return groups.prefix(Int(count)).contains(group)
+    }
+}
+
+/// A value shared between threads (the admin group, changed by reloads, read per connection).
+final class LockedValue<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: T
+    init(_ value: T) { stored = value }
+    var value: T {
+        get { lock.lock(); defer { lock.unlock() }; return stored }
+        set { lock.lock(); stored = newValue; lock.unlock() }
+    }
+}
