@@ -42,7 +42,7 @@ package struct DaemonSettings: Equatable {
 
     /// Values from a TOML configuration file; unknown keys are errors (typos must not pass).
     mutating func apply(toml text: String, path: String) throws {
-        let values: [String: TOML.Value]
+        let values: [String: JSONValue]
         do { values = try TOML.parse(text) } catch { throw Invalid(description: "\(path): \(error)") }
         for (key, value) in values {
             let field = ConfigField(key: key, value: value, context: path)
@@ -72,7 +72,7 @@ package struct DaemonSettings: Equatable {
             case "folder":
                 guard case let .array(tables) = value else { throw field.invalid("must be [[folder]] tables") }
                 folders = try tables.enumerated().map { index, table in
-                    guard case let .table(fields) = table else { throw field.invalid("must be [[folder]] tables") }
+                    guard case let .object(fields) = table else { throw field.invalid("must be [[folder]] tables") }
                     return try HotFolderSettings.parse(fields, at: index, file: path)
                 }
                 try HotFolderSettings.validate(folders)
@@ -168,7 +168,7 @@ package struct DaemonSettings: Equatable {
 /// file (and table) and the key.
 struct ConfigField {
     let key: String
-    let value: TOML.Value
+    let value: JSONValue
     /// Where it is: the file, or the file and the table.
     let context: String
 
@@ -203,7 +203,7 @@ struct ConfigField {
         let x: Double
         switch value {
         case let .integer(n): x = Double(n)
-        case let .float(f): x = f
+        case let .number(f): x = f
         default: throw invalid("must be a number" + (unit.map { " of \($0)" } ?? ""))
         }
         guard range.contains(x) else { throw invalid("must be in \(range.lowerBound)…\(range.upperBound)" + (unit.map { " \($0)" } ?? "")) }

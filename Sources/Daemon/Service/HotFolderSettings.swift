@@ -35,12 +35,13 @@ package struct HotFolderSettings: Equatable {
     var failed: String { path + "/failed" }
 
     /// Reads one `[[folder]]` table; unknown keys are errors.
-    static func parse(_ table: [String: TOML.Value], at index: Int, file: String) throws -> HotFolderSettings {
+    static func parse(_ table: [String: JSONValue], at index: Int, file: String) throws -> HotFolderSettings {
         let at = "\(file): [[folder]] #\(index + 1)"
         func fail(_ message: String) -> DaemonSettings.Invalid { DaemonSettings.Invalid(description: "\(at): \(message)") }
         guard case let .string(path)? = table["path"], path.hasPrefix("/") else { throw fail("path must be an absolute path") }
         let trimmed = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
         var folder = HotFolderSettings(name: (trimmed as NSString).lastPathComponent, path: trimmed)
+        var options: [String: JSONValue] = [:]
         for (key, value) in table.sorted(by: { $0.key < $1.key }) {
             let field = ConfigField(key: key, value: value, context: at)
             switch key {
@@ -60,20 +61,18 @@ package struct HotFolderSettings: Equatable {
                 guard image.hasPrefix("/") else { throw field.invalid("must be an absolute path") }
                 if key == "appearance" { folder.appearance = image } else { folder.structure = image }
             case "priority": folder.priority = try field.integer(TransferParameters.priorities)
-            case "domain": folder.options.domain = try field.string()
-            case "prompt": folder.options.prompt = try field.string()
-            case "object_noun": folder.options.objectNoun = try field.string()
-            case "seed": folder.options.seed = UInt64(try field.integer(0...Int.max))
-            case "timesteps": folder.options.timesteps = try field.integer()
-            case "skip": folder.options.skip = try field.integer()
-            case "masked_adain": folder.options.maskedAdain = try field.bool()
-            case "swap_guidance": folder.options.swapGuidance = try field.number()
-            case "contrast": folder.options.contrast = try field.number()
-            case "cross_attn_range_0": folder.options.crossAttnRange0 = try field.range()
-            case "cross_attn_range_1": folder.options.crossAttnRange1 = try field.range()
-            case "adain_range": folder.options.adainRange = try field.range()
-            default: throw field.unknown
+            default:
+                // The transfer options, in the file's snake_case: the wire's fields, one schema.
+                let name = TOML.camelCase(key)
+                guard TransferParameters.CodingKeys(rawValue: name) != nil, TOML.snakeCase(name) == key else { throw field.unknown }
+                options[name] = value
             }
+        }
+        do { folder.options = try JSONValue.object(options).decode(TransferParameters.self) } catch {
+            let problem = DecodingProblem.describe(error)
+            let place = problem.path.joined(separator: ".")
+            throw fail(problem.path.isEmpty || !problem.text.hasPrefix(place) ? problem.text
+                       : TOML.snakeCase(problem.path[0]) + problem.text.dropFirst(problem.path[0].count))
         }
         if folder.appearance != nil && folder.structure != nil { throw fail("give a fixed appearance or a fixed structure, not both") }
         do { _ = try JobConversion.options(folder.options) } catch { throw fail("\(error)") }

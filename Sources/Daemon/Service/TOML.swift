@@ -1,147 +1,63 @@
-/// A strict reader for the part of TOML a configuration file needs: comments, `[table]` and
-/// `[[array-of-tables]]` headers, `key = value` with basic and literal strings, integers (with
-/// `_`), floats, booleans and one-line arrays of those. Anything else is an error with its line,
-/// never a silent misreading.
+import Foundation
+import TOMLKit
+import Wire
+
+/// The configuration file's TOML (TOMLKit, on toml++), read into the service's one `JSONValue`, so
+/// that a folder's transfer options decode as `TransferParameters` like every other options
+/// (through `TOML.camelCase`, the snake_case key strategy). Dates and times are not settings: a
+/// value of that kind is an error naming its key.
 enum TOML {
-    indirect enum Value: Equatable {
-        case string(String), integer(Int), float(Double), bool(Bool), array([Value]), table([String: Value])
-    }
-
     struct ParseError: Error, CustomStringConvertible {
-        let line: Int
-        let message: String
-        var description: String { "line \(line): \(message)" }
+        let description: String
     }
 
-    static func parse(_ text: String) throws -> [String: Value] {
-        var root: [String: Value] = [:]
-        var path: [String] = []  // current table ([] = root); arrays of tables use their last element
-        var arrayTables: Set<String> = []
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let number = index + 1
-            let line = stripComment(String(rawLine)).trimmingCharacters(in: .whitespaces)
-            if line.isEmpty { continue }
-            if line.hasPrefix("[[") {
-                guard line.hasSuffix("]]") else { throw ParseError(line: number, message: "unterminated [[table]] header") }
-                let name = try key(String(line.dropFirst(2).dropLast(2)), line: number)
-                var list: [Value] = []
-                if case let .array(existing)? = root[name] { list = existing } else if root[name] != nil {
-                    throw ParseError(line: number, message: "'\(name)' is already defined")
-                }
-                list.append(.table([:]))
-                root[name] = .array(list)
-                arrayTables.insert(name)
-                path = [name]
-            } else if line.hasPrefix("[") {
-                guard line.hasSuffix("]") else { throw ParseError(line: number, message: "unterminated [table] header") }
-                let name = try key(String(line.dropFirst().dropLast()), line: number)
-                guard root[name] == nil else { throw ParseError(line: number, message: "table '\(name)' defined twice") }
-                root[name] = .table([:])
-                path = [name]
-            } else {
-                guard let equals = line.firstIndex(of: "=") else { throw ParseError(line: number, message: "expected key = value") }
-                let name = try key(String(line[..<equals]).trimmingCharacters(in: .whitespaces), line: number)
-                var cursor = Substring(line[line.index(after: equals)...]).drop(while: { $0 == " " || $0 == "\t" })
-                let value = try parseValue(&cursor, line: number)
-                guard cursor.trimmingCharacters(in: .whitespaces).isEmpty else {
-                    throw ParseError(line: number, message: "unexpected text after the value: \(cursor)")
-                }
-                try insert(value, name: name, into: &root, path: path, arrayTables: arrayTables, line: number)
-            }
+    static func parse(_ text: String) throws -> [String: JSONValue] {
+        let table: TOMLTable
+        do { table = try TOMLTable(string: text) } catch let error as TOMLParseError {
+            throw ParseError(description: "line \(error.source.begin.line): \(error.description)")
         }
+        guard case let .object(root) = try value(table, key: "") else { return [:] }
         return root
     }
 
-    private static func insert(_ value: Value, name: String, into root: inout [String: Value], path: [String], arrayTables: Set<String>, line: Int) throws {
-        guard let table = path.first else {
-            guard root[name] == nil else { throw ParseError(line: line, message: "'\(name)' defined twice") }
-            root[name] = value
-            return
+    private static func value(_ value: TOMLValueConvertible, key: String) throws -> JSONValue {
+        switch value.type {
+        case .table:
+            guard let table = value.table else { break }
+            var members: [String: JSONValue] = [:]
+            for name in table.keys {
+                guard let member = table[name] else { continue }
+                members[name] = try self.value(member, key: name)
+            }
+            return .object(members)
+        case .array:
+            guard let array = value.array else { break }
+            return .array(try array.map { try self.value($0, key: key) })
+        case .string: if let string = value.string { return .string(string) }
+        case .int: if let int = value.int { return .integer(int) }
+        case .double: if let double = value.double { return .number(double) }
+        case .bool: if let bool = value.bool { return .bool(bool) }
+        case .date, .time, .dateTime: throw ParseError(description: "\(key): dates and times are not settings")
         }
-        if arrayTables.contains(table), case var .array(list)? = root[table], case var .table(last)? = list.last {
-            guard last[name] == nil else { throw ParseError(line: line, message: "'\(name)' defined twice") }
-            last[name] = value
-            list[list.count - 1] = .table(last)
-            root[table] = .array(list)
-        } else if case var .table(fields)? = root[table] {
-            guard fields[name] == nil else { throw ParseError(line: line, message: "'\(name)' defined twice") }
-            fields[name] = value
-            root[table] = .table(fields)
-        }
+        throw ParseError(description: "\(key): a value TOMLKit could not read")
     }
 
-    private static func key(_ text: String, line: Int) throws -> String {
-        let trimmed = text.trimmingCharacters(in: .whitespaces)
-        guard !trimmed.isEmpty, trimmed.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }) else {
-            throw ParseError(line: line, message: "invalid key '\(trimmed)' (bare keys only: letters, digits, _ and -)")
-        }
-        return trimmed
+    /// `cross_attn_range_0` → `crossAttnRange0`: a file's key as the wire's field.
+    static func camelCase(_ key: String) -> String {
+        let parts = key.split(separator: "_", omittingEmptySubsequences: false)
+        return parts.enumerated().map { $0 == 0 ? String($1) : $1.prefix(1).uppercased() + $1.dropFirst() }.joined()
     }
 
-    /// Removes a # comment that is not inside a string.
-    private static func stripComment(_ line: String) -> String {
-        var quote: Character?
-        var escaped = false
-        for (i, c) in zip(line.indices, line) {
-            if let q = quote {
-                if escaped { escaped = false } else if c == "\\" && q == "\"" { escaped = true } else if c == q { quote = nil }
-            } else if c == "\"" || c == "'" {
-                quote = c
-            } else if c == "#" {
-                return String(line[..<i])
+    /// `crossAttnRange0` → `cross_attn_range_0`: a field as the file spells it.
+    static func snakeCase(_ field: String) -> String {
+        var result = ""
+        for (index, character) in field.enumerated() {
+            let previous = index > 0 ? field[field.index(field.startIndex, offsetBy: index - 1)] : nil
+            if character.isUppercase || (character.isNumber && previous.map { !$0.isNumber } ?? false) {
+                result += "_"
             }
+            result += character.lowercased()
         }
-        return line
-    }
-
-    private static func parseValue(_ s: inout Substring, line: Int) throws -> Value {
-        guard let first = s.first else { throw ParseError(line: line, message: "missing value") }
-        switch first {
-        case "\"":
-            s.removeFirst()
-            var out = ""
-            while let c = s.first {
-                s.removeFirst()
-                if c == "\"" { return .string(out) }
-                if c == "\\" {
-                    guard let e = s.first else { break }
-                    s.removeFirst()
-                    switch e {
-                    case "\"": out.append("\""); case "\\": out.append("\\"); case "n": out.append("\n"); case "t": out.append("\t")
-                    default: throw ParseError(line: line, message: "unsupported escape \\\(e)")
-                    }
-                } else {
-                    out.append(c)
-                }
-            }
-            throw ParseError(line: line, message: "unterminated string")
-        case "'":
-            s.removeFirst()
-            guard let end = s.firstIndex(of: "'") else { throw ParseError(line: line, message: "unterminated string") }
-            let text = String(s[..<end])
-            s = s[s.index(after: end)...]
-            return .string(text)
-        case "[":
-            s.removeFirst()
-            var items: [Value] = []
-            while true {
-                s = s.drop(while: { $0 == " " || $0 == "\t" })
-                if s.first == "]" { s.removeFirst(); return .array(items) }
-                items.append(try parseValue(&s, line: line))
-                s = s.drop(while: { $0 == " " || $0 == "\t" })
-                if s.first == "," { s.removeFirst() } else if s.first != "]" { throw ParseError(line: line, message: "expected , or ] in array") }
-            }
-        default:
-            let token = String(s.prefix(while: { !" \t,]".contains($0) }))
-            s = s.dropFirst(token.count)
-            if token == "true" { return .bool(true) }
-            if token == "false" { return .bool(false) }
-            let digits = token.replacingOccurrences(of: "_", with: "")
-            if let n = Int(digits) { return .integer(n) }
-            if let x = Double(digits), digits.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }) { return .float(x) }
-            throw ParseError(line: line, message: "unsupported value '\(token)'")
-        }
+        return result
     }
 }
-
-import Foundation
