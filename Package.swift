@@ -54,10 +54,11 @@ let package = Package(
         .systemLibrary(name: "CInotifyTools", path: "Sources/SystemLibraries/CInotifyTools"),
         .systemLibrary(name: "CTurboJPEG", path: "Sources/SystemLibraries/CTurboJPEG"),
 
-        // The engine: tensors, kernels, weights (and, as they land, models, pipeline, imaging).
+        // The engine: tensors, kernels, weights, models, pipeline, imaging. It reads JSON (safetensors
+        // headers) with Wire's JSONValue, the project's one.
         .target(
             name: "Core",
-            dependencies: ["COpenBLAS", "CPNG", "CTurboJPEG"],
+            dependencies: ["COpenBLAS", "CPNG", "CTurboJPEG", "Wire"],
             path: "Sources/Core",
             exclude: ["Wire"],
             swiftSettings: engineSettings

@@ -1,4 +1,5 @@
 import Foundation
+import Wire
 
 /// Parsing and validation of a safetensors JSON header against the size of its data section.
 enum SafetensorsHeader {
@@ -94,37 +95,8 @@ enum SafetensorsHeader {
     }
 }
 
-/// A JSON document as a value, decoded strictly: integers stay integers, so a fractional or
-/// boolean "shape" is caught instead of being coerced.
-enum JSONValue: Decodable {
-    case object([String: JSONValue])
-    case array([JSONValue])
-    case string(String)
-    case integer(Int)
-    case number(Double)
-    case bool(Bool)
-    case null
-
-    init(from decoder: Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() {
-            self = .null
-        } else if let value = try? container.decode(Bool.self) {
-            self = .bool(value)
-        } else if let value = try? container.decode(Int.self) {
-            self = .integer(value)
-        } else if let value = try? container.decode(Double.self) {
-            self = .number(value)
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? container.decode([JSONValue].self) {
-            self = .array(value)
-        } else {
-            self = .object(try container.decode([String: JSONValue].self))
-        }
-    }
-
-    /// The elements when this is an array of integers.
+extension JSONValue {
+    /// The elements when this is an array of integers (a fractional or boolean "shape" is not).
     var integers: [Int]? {
         guard case let .array(items) = self else { return nil }
         var result: [Int] = []
