@@ -60,9 +60,11 @@ let package = Package(
             name: "Core",
             dependencies: ["COpenBLAS", "CPNG", "CTurboJPEG", "Wire"],
             path: "Sources/Core",
-            exclude: ["Wire"],
+            exclude: ["Wire", "SystemCalls"],
             swiftSettings: engineSettings
         ),
+        // libc's file and socket calls behind one wrapper (EINTR, errors naming call, path, errno).
+        .target(name: "SystemCalls", path: "Sources/Core/SystemCalls"),
         // RPC message types and framing; Foundation only, shared by daemon and client.
         .target(name: "Wire", path: "Sources/Core/Wire"),
 
@@ -72,7 +74,7 @@ let package = Package(
         .target(
             name: "Service",
             dependencies: [
-                "Core", "Wire",
+                "Core", "Wire", "SystemCalls",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
@@ -83,7 +85,7 @@ let package = Package(
         .executableTarget(
             name: "Daemon",
             dependencies: [
-                "Core", "Wire", "Service", "CommandLineOptions", "CSystemd", "CInotifyTools",
+                "Core", "Wire", "Service", "SystemCalls", "CommandLineOptions", "CSystemd", "CInotifyTools",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -100,7 +102,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "Client",
-            dependencies: ["Wire", "CommandLineOptions", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Wire", "SystemCalls", "CommandLineOptions", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/Client",
             exclude: ["Options"]
         ),

@@ -1,4 +1,5 @@
 import Foundation
+import SystemCalls
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,8 +23,9 @@ final class Connection {
     private var nextID = 1
 
     init(path: String) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ClientError(kind: .failure, description: "socket(): \(String(cString: strerror(errno)))") }
+        do { fd = try POSIX.call("socket", path) { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) } } catch {
+            throw ClientError(kind: .failure, description: "\(error)")
+        }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
@@ -34,13 +36,14 @@ final class Connection {
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             for (i, b) in bytes.enumerated() { raw[i] = b }
         }
+        // Not retried on EINTR (a second connect would answer EALREADY): errno is read at once.
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
+        let code = errno
         guard connected == 0 else {
-            let reason = String(cString: strerror(errno))
             close(fd)
-            throw ClientError(kind: .notRunning, description: "cannot reach xattnd at \(path) (\(reason)); is the service running? (systemctl status xattnd)")
+            throw ClientError(kind: .notRunning, description: "cannot reach xattnd at \(path) (\(String(cString: strerror(code)))); is the service running? (systemctl status xattnd)")
         }
     }
 
@@ -78,24 +81,15 @@ final class Connection {
 
     private func send(_ message: RPCMessage) throws {
         let frame = FrameEncoder.frame(try message.encoded())
-        try frame.withUnsafeBytes { raw in
-            guard let base = raw.baseAddress else { return }
-            var offset = 0
-            while offset < raw.count {
-                // MSG_NOSIGNAL: a closed connection is an error here, not a SIGPIPE that kills us.
-                let n = Glibc.send(fd, base + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { throw ClientError(kind: .notRunning, description: "the connection to xattnd was lost") }
-                offset += n
-            }
+        do { try frame.withUnsafeBytes { try POSIX.sendAll(fd, $0, peer: "xattnd") } } catch {
+            throw ClientError(kind: .notRunning, description: "the connection to xattnd was lost (\(error))")
         }
     }
 
     private func receive() throws -> RPCMessage {
         var buffer = [UInt8](repeating: 0, count: 65536)
         while incoming.isEmpty {
-            let n = read(fd, &buffer, buffer.count)
-            if n < 0 && errno == EINTR { continue }
+            let n = (try? buffer.withUnsafeMutableBytes { try POSIX.read(fd, into: $0, from: "xattnd") }) ?? 0
             guard n > 0 else { throw ClientError(kind: .notRunning, description: "xattnd closed the connection") }
             for frame in try decoder.feed(Data(buffer[0..<n])) { incoming.append(try RPCMessage.decode(frame)) }
         }

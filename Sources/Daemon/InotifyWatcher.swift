@@ -1,6 +1,7 @@
 import Service
 import CInotifyTools
 import Foundation
+import SystemCalls
 import Glibc
 
 /// The libinotifytools boundary (the only file that imports it). libinotifytools keeps

@@ -1,5 +1,6 @@
 import Service
 import Foundation
+import SystemCalls
 import Logging
 import NIOCore
 import NIOPosix

@@ -1,5 +1,6 @@
 import Core
 import Foundation
+import SystemCalls
 import Logging
 import Service
 import Wire

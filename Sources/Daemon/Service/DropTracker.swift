@@ -1,4 +1,5 @@
 import Foundation
+import SystemCalls
 import Glibc
 
 /// The two things the tracker asks of a filesystem, as values: a directory's names, and a path's

@@ -1,5 +1,6 @@
 import Core
 import Foundation
+import SystemCalls
 import Glibc
 
 /// File moves of a hot folder: atomic renames, names that never overwrite, and reads that never
