@@ -42,7 +42,7 @@ struct Run: ParsableCommand {
 
     func run() throws {
         try CommandFailure.wrapping("run") {
-            let service = try ServiceStart(settings: try DaemonSettings.load(file: config, overrides: overrides), file: config, overrides: overrides)
+            let service = ServiceStart(settings: try DaemonSettings.load(file: config, overrides: overrides), file: config, overrides: overrides)
             try service.run()
         }
     }

@@ -15,21 +15,28 @@ import Wire
 
     static func names(_ directory: String) -> Set<String> { Set((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []) }
 
+    /// A ready folder `pets` in `scratch` with a queue limit of 30, taking files settled 0.5 s.
+    static func folder(in scratch: Scratch, store: JobStore, _ configure: (inout HotFolderSettings) -> Void = { _ in }) throws -> HotFolder {
+        let path = scratch.path + "/pets"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        var settings = HotFolderSettings(name: "pets", path: path)
+        settings.settle = 0.5
+        configure(&settings)
+        let folder = HotFolder(settings: settings, store: store, engine: try engine.get(),
+                               logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }, queueLimit: { 30 }, wake: {})
+        #expect(folder.prepare())
+        folder.isReady = true
+        return folder
+    }
+
     /// 200 files at once (100 distinct pairs) with a queue limit of 30: 30 are claimed, the rest
     /// wait in in/ while the queue is full, and as jobs end every drop is claimed and delivered;
     /// none is lost or failed.
     @Test func twoHundredFilesWithAFullQueue() throws {
         let scratch = try Scratch(), clock = ManualClock()
         let store = try scratch.store(clock: clock.read)
-        let path = scratch.path + "/pets"
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        var settings = HotFolderSettings(name: "pets", path: path)
-        settings.settle = 0.5
-        settings.options = Fixtures.quick
-        let folder = HotFolder(settings: settings, store: store, engine: try Self.engine.get(),
-                               logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }, queueLimit: { 30 }, wake: {})
-        #expect(folder.prepare())
-        folder.isReady = true
+        let folder = try Self.folder(in: scratch, store: store) { $0.options = Fixtures.quick }
+        let settings = folder.settings
 
         let base = try PNGLibrary.decode(Fixtures.structure)
         for i in 0..<100 {
@@ -71,14 +78,8 @@ import Wire
     @Test func badDropsFailWithTheirReasons() throws {
         let scratch = try Scratch(), clock = ManualClock()
         let store = try scratch.store(clock: clock.read)
-        let path = scratch.path + "/pets"
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        var settings = HotFolderSettings(name: "pets", path: path)
-        (settings.settle, settings.unpairedTimeout) = (0.5, 10)
-        let folder = HotFolder(settings: settings, store: store, engine: try Self.engine.get(),
-                               logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }, queueLimit: { 30 }, wake: {})
-        #expect(folder.prepare())
-        folder.isReady = true
+        let folder = try Self.folder(in: scratch, store: store) { $0.unpairedTimeout = 10 }
+        let settings = folder.settings
         try Data("not a png".utf8).write(to: URL(fileURLWithPath: settings.inbox + "/bad.structure.png"))
         try Fixtures.appearance.write(to: URL(fileURLWithPath: settings.inbox + "/bad.appearance.png"))
         try Fixtures.appearance.write(to: URL(fileURLWithPath: settings.inbox + "/alone.structure.png"))

@@ -29,7 +29,7 @@ package final class HotFolder {
     private var reportedFullQueue = false
 
     package init(settings: HotFolderSettings, store: JobStore, engine: JobAdmission.Engine, logger: Logger,
-         queueLimit: @escaping () -> Int, wake: @escaping () -> Void) {
+                 queueLimit: @escaping () -> Int, wake: @escaping () -> Void) {
         (self.settings, self.store, self.engine, self.queueLimit, self.wake) = (settings, store, engine, queueLimit, wake)
         var logger = logger
         logger[metadataKey: "folder"] = "\(settings.name)"

@@ -40,7 +40,7 @@ package final class Worker: @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
 
     package init(store: JobStore, events: EventHub, model: StableDiffusionModel, schedule: NoiseSchedule,
-         resultsDirectory: String, cache: InversionCache?, logger: Logger) {
+                 resultsDirectory: String, cache: InversionCache?, logger: Logger) {
         (self.store, self.events, self.model, self.schedule) = (store, events, model, schedule)
         (self.resultsDirectory, self.cache, self.logger) = (resultsDirectory, cache, logger)
     }
