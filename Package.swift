@@ -58,7 +58,7 @@ let package = Package(
         // headers) with Wire's JSONValue, the project's one.
         .target(
             name: "Core",
-            dependencies: ["COpenBLAS", "CPNG", "CTurboJPEG", "Wire"],
+            dependencies: ["COpenBLAS", "CPNG", "CTurboJPEG", "Wire", "SystemCalls"],
             path: "Sources/Core",
             exclude: ["Wire", "SystemCalls"],
             swiftSettings: engineSettings

@@ -81,7 +81,7 @@ enum LoadSuite {
             try? manager.removeItem(atPath: folder + "/tokenizer/" + name)
             try manager.copyItem(atPath: tokenizer + "/" + name, toPath: folder + "/tokenizer/" + name)
         }
-        manager.createFile(atPath: done, contents: nil)
+        _ = manager.createFile(atPath: done, contents: nil)
         return Clock.now() - start
     }
 }

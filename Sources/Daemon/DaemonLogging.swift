@@ -27,9 +27,9 @@ struct JournalLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+    func log(event: LogEvent) {
         let priority: Int
-        switch level {
+        switch event.level {
         case .trace, .debug: priority = 7
         case .info: priority = 6
         case .notice: priority = 5
@@ -37,8 +37,8 @@ struct JournalLogHandler: LogHandler {
         case .error: priority = 3
         case .critical: priority = 2
         }
-        var fields = ["MESSAGE=\(message)", "PRIORITY=\(priority)", "SYSLOG_IDENTIFIER=xattnd"]
-        for (key, value) in metadata.merging(explicit ?? [:], uniquingKeysWith: { $1 }) {
+        var fields = ["MESSAGE=\(event.message)", "PRIORITY=\(priority)", "SYSLOG_IDENTIFIER=xattnd"]
+        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) {
             let name = "XATTN_" + key.uppercased().map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined()
             fields.append("\(name)=\(value)")
         }
@@ -67,9 +67,11 @@ struct EscapingLogHandler: LogHandler {
         set { wrapped[metadataKey: key] = newValue.map(Self.escape) }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
-        wrapped.log(level: level, message: "\(Self.escape(message.description))", metadata: metadata?.mapValues(Self.escape),
-                    source: source, file: file, function: function, line: line)
+    func log(event: LogEvent) {
+        var escaped = event
+        escaped.message = "\(Self.escape(event.message.description))"
+        escaped.metadata = event.metadata?.mapValues(Self.escape)
+        wrapped.log(event: escaped)
     }
 
     static func escape(_ value: Logger.Metadata.Value) -> Logger.Metadata.Value {

@@ -66,7 +66,7 @@ import Core
 
     @Test func pickleCheckpointsAreRefused() throws {
         let path = scratch.appendingPathComponent("model.ckpt").path
-        FileManager.default.createFile(atPath: path, contents: Data("not read".utf8))
+        _ = FileManager.default.createFile(atPath: path, contents: Data("not read".utf8))
         #expect(throws: ModelLoadError.pickleRefused(path: path)) { try StableDiffusionModel.load(from: path) }
     }
 

@@ -18,7 +18,7 @@ import Core
         bytes.append(contentsOf: Array(header.utf8))
         bytes.append(contentsOf: data)
         let path = directory.appendingPathComponent(name).path
-        FileManager.default.createFile(atPath: path, contents: bytes)
+        _ = FileManager.default.createFile(atPath: path, contents: bytes)
         return path
     }
 
@@ -58,7 +58,7 @@ import Core
 
     @Test func truncatedHeader() {
         let path = directory.appendingPathComponent("short.safetensors").path
-        FileManager.default.createFile(atPath: path, contents: Data([1, 2, 3]))
+        _ = FileManager.default.createFile(atPath: path, contents: Data([1, 2, 3]))
         #expect(throws: SafetensorsError.truncatedHeader(file: path, fileSize: 3)) { try SafetensorsFile(path: path) }
     }
 

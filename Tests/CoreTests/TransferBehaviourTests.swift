@@ -107,7 +107,7 @@ import Core
         try cache.store("entry", InversionResult(xSkip: Tensor(shape: [4, 8, 8], repeating: 1), zs: Tensor(shape: [2, 4, 8, 8])))
         #expect(cache.load("entry", xSkipShape: [4, 8, 8], zsShape: [3, 4, 8, 8]) == nil)
         #expect(!FileManager.default.fileExists(atPath: directory + "/entry.safetensors"))
-        FileManager.default.createFile(atPath: directory + "/junk.safetensors", contents: Data("not a safetensors file".utf8))
+        _ = FileManager.default.createFile(atPath: directory + "/junk.safetensors", contents: Data("not a safetensors file".utf8))
         #expect(cache.load("junk", xSkipShape: [4, 8, 8], zsShape: [3, 4, 8, 8]) == nil)
         #expect(!FileManager.default.fileExists(atPath: directory + "/junk.safetensors"))
 

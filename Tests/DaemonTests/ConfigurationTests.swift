@@ -15,7 +15,7 @@ import Wire
     @Test func fileReloadAndErrors() throws {
         let daemon = try DaemonHarness()
         let config = daemon.directory.appendingPathComponent("xattnd.toml").path
-        func write(_ text: String) { FileManager.default.createFile(atPath: config, contents: Data(text.utf8)) }
+        func write(_ text: String) { _ = FileManager.default.createFile(atPath: config, contents: Data(text.utf8)) }
         write("""
             # xattnd test configuration
             queue_limit = 1   # one job
@@ -55,12 +55,12 @@ import Wire
         let daemon = try DaemonHarness()
         let example = try DaemonHarness.exampleConfiguration()
         let config = daemon.directory.appendingPathComponent("example.toml").path
-        FileManager.default.createFile(atPath: config, contents: Data(example.utf8))
+        _ = FileManager.default.createFile(atPath: config, contents: Data(example.utf8))
         let (code, _, message) = try DaemonHarness.xattnd(["check-config", config])
         #expect(code == 0, "\(message)")
 
         let missing = "xattn-no-such-group-\(UUID().uuidString.prefix(8))"
-        FileManager.default.createFile(atPath: config, contents: Data(try DaemonHarness.exampleConfiguration(adminGroup: missing).utf8))
+        _ = FileManager.default.createFile(atPath: config, contents: Data(try DaemonHarness.exampleConfiguration(adminGroup: missing).utf8))
         let (badCode, _, badMessage) = try DaemonHarness.xattnd(["check-config", config])
         #expect(badCode != 0 && badMessage.contains("no group '\(missing)'"), "\(badMessage)")
     }
@@ -68,7 +68,7 @@ import Wire
     @Test func invalidConfigurationIsReportedAtStart() throws {
         let daemon = try DaemonHarness()
         let config = daemon.directory.appendingPathComponent("bad.toml").path
-        FileManager.default.createFile(atPath: config, contents: Data("queue_limit = \"ten\"\n".utf8))
+        _ = FileManager.default.createFile(atPath: config, contents: Data("queue_limit = \"ten\"\n".utf8))
         let (code, _, message) = try DaemonHarness.xattnd(["run", "--config", config, "--socket", daemon.socket, "--state-dir", daemon.stateDirectory])
         #expect(code != 0)
         #expect(message.contains("queue_limit must be a whole number"))

@@ -51,7 +51,7 @@ final class DaemonHarness: @unchecked Sendable {
         p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         // Not the test runner's pipes: a daemon left behind must not keep them open.
         p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        if let log { FileManager.default.createFile(atPath: log, contents: nil) }
+        if let log { _ = FileManager.default.createFile(atPath: log, contents: nil) }
         p.standardError = FileHandle(forWritingAtPath: log ?? "/dev/null")
         try p.run()
         process = p
@@ -103,8 +103,8 @@ final class DaemonHarness: @unchecked Sendable {
     static func runToEnd(_ command: [String]) throws -> (code: Int32, output: String, error: String) {
         let base = NSTemporaryDirectory() + "xattn-run-\(UUID().uuidString)"
         let (outPath, errPath) = (base + ".out", base + ".err")
-        FileManager.default.createFile(atPath: outPath, contents: nil)
-        FileManager.default.createFile(atPath: errPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
         defer { try? FileManager.default.removeItem(atPath: outPath); try? FileManager.default.removeItem(atPath: errPath) }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: command[0])

@@ -98,7 +98,15 @@ import Wire
             #expect(daemon.ctl(command, asUser: nobody).code == 1, "\(command)")
         }
         // Their own job is theirs to see; the admin (root) sees both.
-        let own = daemon.ctl(["submit", DaemonHarness.structure, DaemonHarness.appearance] + DaemonHarness.quick, asUser: nobody).output
+        // Their own copies of the images: the checkout may be unreadable to uid 65534 (a 0700 clone).
+        var images: [String] = []
+        for source in [DaemonHarness.structure, DaemonHarness.appearance] {
+            let copy = daemon.directory.appendingPathComponent((source as NSString).lastPathComponent).path
+            try FileManager.default.copyItem(atPath: source, toPath: copy)
+            chmod(copy, 0o644)
+            images.append(copy)
+        }
+        let own = daemon.ctl(["submit"] + images + DaemonHarness.quick, asUser: nobody).output
         #expect(daemon.ctl(["--json", "status", own], asUser: nobody).code == 0)
         let visible = try JSONDecoder().decode(ListResult.self, from: Data(daemon.ctl(["--json", "list"], asUser: nobody).output.utf8))
         #expect(visible.jobs.map(\.id) == [own] && visible.others == 1)
@@ -121,7 +129,7 @@ import Wire
     @Test func storeKeepsImagesOnlyWhileNeeded() throws {
         let daemon = try DaemonHarness()
         let config = daemon.directory.appendingPathComponent("retention.toml").path
-        FileManager.default.createFile(atPath: config, contents: Data("result_retention_count = 1\n".utf8))
+        _ = FileManager.default.createFile(atPath: config, contents: Data("result_retention_count = 1\n".utf8))
         try daemon.start(extra: ["--config", config, "--store-max-bytes", "4096"])
         func store() throws -> StoreStatus {
             try JSONDecoder().decode(DaemonStatus.self, from: Data(daemon.ctl(["--json", "status"]).output.utf8)).store

@@ -30,7 +30,7 @@ import Wire
     static func start(_ daemon: DaemonHarness, folders: [String], extra: [String] = []) throws {
         let config = daemon.directory.appendingPathComponent("xattnd.toml").path
         let text = folders.map { "[[folder]]\n" + $0 + "\n" + quickOptions }.joined(separator: "\n\n")
-        FileManager.default.createFile(atPath: config, contents: Data(text.utf8))
+        _ = FileManager.default.createFile(atPath: config, contents: Data(text.utf8))
         try daemon.start(extra: ["--config", config] + extra)
     }
 
@@ -41,7 +41,7 @@ import Wire
     }
 
     static func write(_ data: Data, _ path: String) {
-        FileManager.default.createFile(atPath: path, contents: data)
+        _ = FileManager.default.createFile(atPath: path, contents: data)
     }
 
     /// Waits until `path` exists.

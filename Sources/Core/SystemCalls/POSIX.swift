@@ -79,11 +79,7 @@ public enum POSIX {
 
         deinit { Glibc.close(descriptor) }
 
-        public func status() throws -> stat {
-            var status = Glibc.stat()
-            try call("fstat", path) { Glibc.fstat(descriptor, &status) }
-            return status
-        }
+        public func status() throws -> stat { try POSIX.status(of: descriptor, name: path) }
 
         /// Up to `count` bytes; fewer only at the end of the file.
         public func read(upTo count: Int) throws -> Data {
@@ -126,5 +122,27 @@ public enum POSIX {
     /// read(2) into `buffer`; 0 at the end of the stream.
     public static func read(_ descriptor: Int32, into buffer: UnsafeMutableRawBufferPointer, from name: String) throws -> Int {
         try call("read", name) { Glibc.read(descriptor, buffer.baseAddress, buffer.count) }
+    }
+
+    /// utimes(2) to now: marks a file as just used.
+    public static func touch(_ path: String) throws {
+        try call("utimes", path) { utimes(path, nil) }
+    }
+
+    /// pread(2) of up to `buffer.count` bytes at `offset`; fewer only at the end of the file.
+    public static func pread(_ descriptor: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, from name: String) throws -> Int {
+        try call("pread", name) { Glibc.pread(descriptor, buffer.baseAddress, buffer.count, off_t(offset)) }
+    }
+
+    /// open(2) of a file to read, as a bare descriptor for a caller that manages its lifetime.
+    public static func openForReading(_ path: String) throws -> Int32 {
+        try call("open", path) { Glibc.open(path, O_RDONLY | O_CLOEXEC) }
+    }
+
+    /// fstat(2).
+    public static func status(of descriptor: Int32, name: String) throws -> stat {
+        var status = Glibc.stat()
+        try call("fstat", name) { fstat(descriptor, &status) }
+        return status
     }
 }

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import SystemCalls
 
 /// Element types of the safetensors format. All are recognised (real checkpoints carry I64
 /// `position_ids`, for example); F32, F16 and BF16 convert to Float32.
@@ -55,13 +56,14 @@ public final class SafetensorsFile: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SafetensorsError.cannotOpen(file: path, reason: String(cString: strerror(errno))) }
+        let fd: Int32, info: stat
+        do { fd = try POSIX.openForReading(path) } catch let error as SystemCallError {
+            throw SafetensorsError.cannotOpen(file: path, reason: String(cString: strerror(error.code)))
+        }
         var keep = false
         defer { if !keep { close(fd) } }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            throw SafetensorsError.cannotOpen(file: path, reason: String(cString: strerror(errno)))
+        do { info = try POSIX.status(of: fd, name: path) } catch let error as SystemCallError {
+            throw SafetensorsError.cannotOpen(file: path, reason: String(cString: strerror(error.code)))
         }
         guard (info.st_mode & S_IFMT) == S_IFREG else {
             throw SafetensorsError.cannotOpen(file: path, reason: "not a regular file")
@@ -106,8 +108,9 @@ public final class SafetensorsFile: @unchecked Sendable {
         // there faulted in ~700 MB of the file (readahead and fault-around) at the end of a load.
         var chunk = [UInt8](repeating: 0, count: 64)
         func read(_ offset: Int, _ count: Int) {
-            let n = chunk.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, count, off_t(offset)) }
-            hash.update(Array(chunk.prefix(max(n, 0))))
+            // A read that fails leaves these bytes out of the fingerprint; the header's still count.
+            let n = (try? chunk.withUnsafeMutableBytes { try POSIX.pread(descriptor, into: UnsafeMutableRawBufferPointer(rebasing: $0.prefix(count)), at: offset, from: path) }) ?? 0
+            hash.update(Array(chunk.prefix(n)))
         }
         for name in names {
             guard let entry = entries[name] else { continue }

@@ -1,4 +1,5 @@
 import Foundation
+import SystemCalls
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -44,7 +45,7 @@ public final class InversionCache: @unchecked Sendable {
         }
         // Mark as recently used (the kernel stamps the current time). If it fails, the entry is only
         // evicted as if it had not been reused: the hit itself is still good.
-        _ = utimes(file, nil)
+        try? POSIX.touch(file)
         return InversionResult(xSkip: xSkip, zs: zs)
     }
 
