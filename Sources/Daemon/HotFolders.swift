@@ -16,7 +16,7 @@ final class HotFolders: @unchecked Sendable {
     private var stopped = false
     private static let tick = DispatchTimeInterval.milliseconds(100)
 
-    init(settings: [HotFolderSettings], store: JobStore, engine: JobAdmission.Engine, events: EventHub, logger: Logger,
+    init(settings: [HotFolderSettings], store: any JobStore, engine: JobAdmission.Engine, events: EventHub, logger: Logger,
          queueLimit: @escaping () -> Int, wake: @escaping () -> Void) {
         folders = settings.map { HotFolder(settings: $0, store: store, engine: engine, logger: logger, queueLimit: queueLimit, wake: wake) }
         self.logger = logger

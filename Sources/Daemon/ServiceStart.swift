@@ -39,9 +39,9 @@ final class ServiceStart {
     }
 
     /// Step 1. The store holds every user's images: the state directory is the service user's alone.
-    func openStore() throws -> JobStore {
+    func openStore() throws -> any JobStore {
         try FileManager.default.createDirectory(atPath: settings.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let store = try JobStore(path: settings.stateDirectory + "/jobs.sqlite")
+        let store = try SQLiteJobStore(path: settings.stateDirectory + "/jobs.sqlite")
         store.maximumImageBytes = settings.storeMaxBytes
         let recovered = try store.recoverInterrupted(maxAttempts: settings.maxAttempts)
         if !recovered.requeued.isEmpty || !recovered.failed.isEmpty {
@@ -51,7 +51,7 @@ final class ServiceStart {
     }
 
     /// Step 2.
-    func listen(store: JobStore, events: EventHub) throws -> (RPCService, RPCServer) {
+    func listen(store: any JobStore, events: EventHub) throws -> (RPCService, RPCServer) {
         let service = RPCService(store: store, events: events, limits: settings.serviceLimits, resultsDirectory: settings.resultsDirectory,
                                  loading: ModelStatus(state: "loading", path: settings.model ?? "", identity: nil, loadSeconds: nil, error: nil))
         let ownUID = getuid()
@@ -97,7 +97,7 @@ final class ServiceStart {
     }
 
     /// Step 4. Last comes "ready": the worker runs and the hot folders have been set up and scanned.
-    func startWork(store: JobStore, events: EventHub, service: RPCService, server: RPCServer,
+    func startWork(store: any JobStore, events: EventHub, service: RPCService, server: RPCServer,
                    engine: JobAdmission.Engine, loadSeconds: Double) throws -> (Worker, HotFolders) {
         let cache = settings.cache
             ? try InversionCache(directory: settings.cacheDirectory ?? Self.systemdCacheDirectory ?? settings.stateDirectory + "/inversions",

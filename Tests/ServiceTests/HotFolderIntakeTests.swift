@@ -16,7 +16,7 @@ import Wire
     static func names(_ directory: String) -> Set<String> { Set((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []) }
 
     /// A ready folder `pets` in `scratch` with a queue limit of 30, taking files settled 0.5 s.
-    static func folder(in scratch: Scratch, store: JobStore, _ configure: (inout HotFolderSettings) -> Void = { _ in }) throws -> HotFolder {
+    static func folder(in scratch: Scratch, store: any JobStore, _ configure: (inout HotFolderSettings) -> Void = { _ in }) throws -> HotFolder {
         let path = scratch.path + "/pets"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         var settings = HotFolderSettings(name: "pets", path: path)

@@ -5,11 +5,11 @@ import Testing
 import Wire
 
 /// The persistent queue, in-process on a scratch database: claim order, idempotency, bounds,
-/// recovery after an abnormal stop, retention and migrations.
+/// recovery after an abnormal stop, retention — for every implementation — and SQLite's migrations.
 @Suite struct JobStoreTests {
-    @Test func claimsHighestPriorityThenOldest() throws {
+    @Test(arguments: StoreKind.allCases) func claimsHighestPriorityThenOldest(kind: StoreKind) throws {
         let scratch = try Scratch(), clock = ManualClock()
-        let store = try scratch.store(clock: clock.read)
+        let store = try scratch.store(kind, clock: clock.read)
         var ids: [String] = []
         for priority in [0, 5, 0, 5, -1] {
             ids.append(try store.submit(Fixtures.job(priority: priority, seed: UInt64(ids.count)), limit: 10).0.id)
@@ -23,18 +23,18 @@ import Wire
     }
 
     /// Two jobs submitted within one clock tick run in submission order (rowid breaks the tie).
-    @Test func equalTimesKeepSubmissionOrder() throws {
+    @Test(arguments: StoreKind.allCases) func equalTimesKeepSubmissionOrder(kind: StoreKind) throws {
         let scratch = try Scratch(), clock = ManualClock()
-        let store = try scratch.store(clock: clock.read)
+        let store = try scratch.store(kind, clock: clock.read)
         let first = try store.submit(Fixtures.job(seed: 1), limit: 10).0.id
         let second = try store.submit(Fixtures.job(seed: 2), limit: 10).0.id
         #expect(try store.claimNext()?.id == first)
         #expect(try store.claimNext()?.id == second)
     }
 
-    @Test func pausedQueueClaimsNothing() throws {
+    @Test(arguments: StoreKind.allCases) func pausedQueueClaimsNothing(kind: StoreKind) throws {
         let scratch = try Scratch()
-        let store = try scratch.store()
+        let store = try scratch.store(kind)
         _ = try store.submit(Fixtures.job(), limit: 10)
         try store.setPaused(true)
         #expect(try store.claimNext() == nil)
@@ -43,9 +43,9 @@ import Wire
         #expect(try store.claimNext() != nil)
     }
 
-    @Test func idempotencyKeyReturnsTheFirstJob() throws {
+    @Test(arguments: StoreKind.allCases) func idempotencyKeyReturnsTheFirstJob(kind: StoreKind) throws {
         let scratch = try Scratch()
-        let store = try scratch.store()
+        let store = try scratch.store(kind)
         let (first, existing) = try store.submit(Fixtures.job(key: "k1"), limit: 10)
         #expect(!existing)
         // Different options under the same key: still the first job (the key names the request).
@@ -54,9 +54,9 @@ import Wire
         #expect(try store.queuedCount() == 1)
     }
 
-    @Test func queueLimitCountsQueuedJobsOnly() throws {
+    @Test(arguments: StoreKind.allCases) func queueLimitCountsQueuedJobsOnly(kind: StoreKind) throws {
         let scratch = try Scratch()
-        let store = try scratch.store()
+        let store = try scratch.store(kind)
         _ = try store.submit(Fixtures.job(seed: 1), limit: 2)
         _ = try store.submit(Fixtures.job(seed: 2), limit: 2)
         #expect(throws: StoreError.queueFull(limit: 2)) { try store.submit(Fixtures.job(seed: 3), limit: 2) }
@@ -67,9 +67,9 @@ import Wire
 
     /// A job found running at start was interrupted: it is queued again; the second abnormal stop
     /// during the same job fails it, so one poisonous job cannot crash the service forever.
-    @Test func recoveryRequeuesOnceThenFails() throws {
+    @Test(arguments: StoreKind.allCases) func recoveryRequeuesOnceThenFails(kind: StoreKind) throws {
         let scratch = try Scratch()
-        let store = try scratch.store()
+        let store = try scratch.store(kind)
         let id = try store.submit(Fixtures.job(), limit: 10).0.id
         _ = try store.claimNext()
         #expect(try store.recoverInterrupted(maxAttempts: 5) == ([id], []))
@@ -83,17 +83,17 @@ import Wire
         #expect(try store.recoverInterrupted(maxAttempts: 5) == ([], []))
     }
 
-    @Test func recoveryRespectsMaxAttempts() throws {
+    @Test(arguments: StoreKind.allCases) func recoveryRespectsMaxAttempts(kind: StoreKind) throws {
         let scratch = try Scratch()
-        let store = try scratch.store()
+        let store = try scratch.store(kind)
         let id = try store.submit(Fixtures.job(), limit: 10).0.id
         _ = try store.claimNext()
         #expect(try store.recoverInterrupted(maxAttempts: 1) == ([], [id]))
     }
 
-    @Test func retryNeedsKeptImages() throws {
+    @Test(arguments: StoreKind.allCases) func retryNeedsKeptImages(kind: StoreKind) throws {
         let scratch = try Scratch(), clock = ManualClock()
-        let store = try scratch.store(clock: clock.read)
+        let store = try scratch.store(kind, clock: clock.read)
         let id = try store.submit(Fixtures.job(), limit: 10).0.id
         #expect(throws: StoreError.self) { try store.retry(id) }  // queued: nothing to retry
         _ = try store.cancelQueued(id)
@@ -107,9 +107,9 @@ import Wire
     }
 
     /// The image bound: ended jobs' images make room, oldest first; waiting jobs' never do.
-    @Test func imageBoundEvictsEndedJobsOnly() throws {
+    @Test(arguments: StoreKind.allCases) func imageBoundEvictsEndedJobsOnly(kind: StoreKind) throws {
         let scratch = try Scratch(), clock = ManualClock()
-        let store = try scratch.store(clock: clock.read)
+        let store = try scratch.store(kind, clock: clock.read)
         store.maximumImageBytes = 100
         let big = Data(repeating: 7, count: 20)
         let old = try store.submit(Fixtures.job(seed: 1, structure: big, appearance: big), limit: 10).0.id
@@ -126,9 +126,9 @@ import Wire
     }
 
     /// Others' jobs are counted, not listed.
-    @Test func listShowsTheOwnersJobs() throws {
+    @Test(arguments: StoreKind.allCases) func listShowsTheOwnersJobs(kind: StoreKind) throws {
         let scratch = try Scratch()
-        let store = try scratch.store()
+        let store = try scratch.store(kind)
         let mine = try store.submit(Fixtures.job(owner: 1, seed: 1), limit: 10).0.id
         _ = try store.submit(Fixtures.job(owner: 2, seed: 2), limit: 10)
         let (jobs, others) = try store.list(states: nil, limit: 10, owner: 1)
@@ -158,7 +158,7 @@ import Wire
         try v1.migrate(queue)
         try queue.close()
 
-        let store = try JobStore(path: path)
+        let store = try SQLiteJobStore(path: path)
         let job = try #require(try store.get("j-old"))
         #expect(job.abnormalStops == 0 && job.jobState == .queued)
         #expect(try store.unwrittenReports(folder: "any").isEmpty)  // v4's table exists

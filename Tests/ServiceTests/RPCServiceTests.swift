@@ -53,7 +53,7 @@ final class RecordingConnection: @unchecked Sendable {
 /// The RPC methods over a real store and event hub, in-process: no socket, no daemon process.
 @Suite struct RPCServiceTests {
     let scratch: Scratch
-    let store: JobStore
+    let store: any JobStore
     let events = EventHub()
     let service: RPCService
 

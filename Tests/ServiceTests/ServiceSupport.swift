@@ -13,10 +13,17 @@ final class Scratch: @unchecked Sendable {
 
     deinit { try? FileManager.default.removeItem(atPath: path) }
 
-    /// A fresh store in this directory, stamping jobs with `clock`.
-    func store(clock: @escaping @Sendable () -> Date = { Date() }) throws -> JobStore {
-        try JobStore(path: path + "/jobs.sqlite", clock: clock)
+    /// A fresh store of `kind` in this directory, stamping jobs with `clock`.
+    func store(_ kind: StoreKind = .sqlite, clock: @escaping @Sendable () -> Date = { Date() }) throws -> any JobStore {
+        switch kind {
+        case .sqlite: try SQLiteJobStore(path: path + "/jobs.sqlite", clock: clock)
+        }
     }
+}
+
+/// The job store implementations JobStoreTests hold to the same behaviour.
+enum StoreKind: String, CaseIterable, Sendable {
+    case sqlite
 }
 
 /// A clock the test moves by hand.
@@ -41,10 +48,10 @@ enum Fixtures {
     }
 
     static func job(owner: UInt32 = 1000, priority: Int = 0, key: String? = nil, seed: UInt64? = nil,
-                    structure: Data = Data([1, 2, 3]), appearance: Data = Data([4, 5, 6])) -> JobStore.NewJob {
+                    structure: Data = Data([1, 2, 3]), appearance: Data = Data([4, 5, 6])) -> NewJob {
         var parameters = quick
         parameters.seed = seed
-        return JobStore.NewJob(owner: owner, source: "rpc", folder: nil, priority: priority, idempotencyKey: key,
+        return NewJob(owner: owner, source: "rpc", folder: nil, priority: priority, idempotencyKey: key,
                                parameters: parameters, structure: structure, appearance: appearance)
     }
 }

@@ -8,7 +8,7 @@ import Wire
 package final class HotFolder {
     package let settings: HotFolderSettings
     package private(set) var tracker: DropTracker
-    private let store: JobStore
+    private let store: any JobStore
     private let logger: Logger
     private let queueLimit: () -> Int
     private let wake: () -> Void
@@ -28,7 +28,7 @@ package final class HotFolder {
     private var reportedMissing = false
     private var reportedFullQueue = false
 
-    package init(settings: HotFolderSettings, store: JobStore, engine: JobAdmission.Engine, logger: Logger,
+    package init(settings: HotFolderSettings, store: any JobStore, engine: JobAdmission.Engine, logger: Logger,
                  queueLimit: @escaping () -> Int, wake: @escaping () -> Void) {
         (self.settings, self.store, self.engine, self.queueLimit, self.wake) = (settings, store, engine, queueLimit, wake)
         var logger = logger
@@ -98,7 +98,7 @@ package final class HotFolder {
             finish(stem: stem, files: files, from: settings.processing, error: WireError.invalidImage("\(error)").failureFields, job: nil)
             return true
         }
-        var new = JobStore.NewJob(owner: inputs.owner, source: "hot-folder", folder: settings.name, priority: settings.priority,
+        var new = NewJob(owner: inputs.owner, source: "hot-folder", folder: settings.name, priority: settings.priority,
                                   idempotencyKey: nil, parameters: inputs.parameters, structure: inputs.structure, appearance: inputs.appearance)
         // The same pair with the same options dropped again in this folder is the same job.
         new.idempotencyKey = "folder:\(settings.name):" + new.contentHash

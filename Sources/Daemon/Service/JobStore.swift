@@ -1,11 +1,9 @@
-import Foundation
 import Core
-import GRDB
+import Foundation
 import Wire
 
 /// One job as stored. Images live in `job_input`, apart, so listing never reads them.
-struct JobRecord: Codable, FetchableRecord, PersistableRecord, Equatable {
-    static let databaseTableName = "job"
+package struct JobRecord: Codable, Equatable, Sendable {
     var id: String
     var idempotencyKey: String?
     var owner: Int64
@@ -35,8 +33,7 @@ struct JobRecord: Codable, FetchableRecord, PersistableRecord, Equatable {
 }
 
 /// A hot-folder drop: `files` are its names in processing/ (a job directory is one name).
-struct FolderItem: Codable, FetchableRecord, MutablePersistableRecord, Equatable {
-    static let databaseTableName = "folder_item"
+package struct FolderItem: Codable, Equatable, Sendable {
     var id: Int64?
     var folder: String
     var name: String
@@ -47,14 +44,11 @@ struct FolderItem: Codable, FetchableRecord, MutablePersistableRecord, Equatable
     var createdAt = Date()
 
     var fileNames: [String] { (try? JSONDecoder().decode([String].self, from: Data(files.utf8))) ?? [] }
-
-    mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }
 
 /// A hot-folder failure to report in the folder: `NAME.error.json` beside the inputs in failed/.
 /// Recorded first, written then, and written again until it is (a full disk, a name too long).
-struct FolderReport: Codable, FetchableRecord, MutablePersistableRecord, Equatable {
-    static let databaseTableName = "folder_report"
+package struct FolderReport: Codable, Equatable, Sendable {
     var id: Int64?
     var folder: String
     /// The inputs' stem in failed/.
@@ -63,12 +57,10 @@ struct FolderReport: Codable, FetchableRecord, MutablePersistableRecord, Equatab
     var fields: String
     var written = false
     var createdAt = Date()
-
-    mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }
 
 /// Why the store refused something.
-enum StoreError: Error, Equatable {
+package enum StoreError: Error, Equatable {
     case queueFull(limit: Int)
     /// The images of waiting jobs fill the store's bound (`store_max_bytes`).
     case storeFull(limit: Int)
@@ -76,401 +68,87 @@ enum StoreError: Error, Equatable {
     case invalidState(String)
 }
 
-/// The persistent queue: SQLite in WAL mode with synchronous=FULL, so an acknowledged submit
-/// survives a crash; migrations; a database newer than this binary is refused.
-package final class JobStore: @unchecked Sendable {
-    let pool: DatabasePool
-    let path: String
+/// A job to queue, as the RPC methods and the hot folders hand it to the store.
+package struct NewJob {
+    var owner: UInt32
+    var source: String
+    var folder: String?
+    var priority: Int
+    var idempotencyKey: String?
+    var parameters: TransferParameters
+    var structure: Data
+    var appearance: Data
+
+    /// The options as stored (sorted keys: equal options, equal text).
+    var parametersJSON: String { String(decoding: (try? JSONEncoder.sorted.encode(parameters)) ?? Data(), as: UTF8.self) }
+
+    /// SHA-256 of both images and the options, each length-prefixed: equal hashes, equal work.
+    var contentHash: String {
+        var hash = Core.SHA256()
+        for part in [Array(structure), Array(appearance), Array(parametersJSON.utf8)] {
+            hash.update(Array("\(part.count):".utf8))
+            hash.update(part)
+        }
+        return Core.SHA256.hex(hash.finalize())
+    }
+}
+
+/// The persistent job queue as the service uses it: jobs and their images, hot-folder items and
+/// error reports, the pause flag. Each call is one transaction. `SQLiteJobStore` (one machine, the
+/// state directory) is the implementation today; the tests in ServiceTests' JobStoreTests hold any
+/// implementation to the same behaviour.
+package protocol JobStore: AnyObject, Sendable {
     /// Bytes of images the store may hold (`store_max_bytes`; live).
-    package var maximumImageBytes: Int {
-        get { lock.lock(); defer { lock.unlock() }; return imageLimit }
-        set { lock.lock(); imageLimit = newValue; lock.unlock() }
-    }
-    private let lock = NSLock()
-    private var imageLimit = 4 << 30
-    /// The time stamps jobs get (submitted, started, finished) and retention measures against.
-    private let clock: @Sendable () -> Date
-
-    package init(path: String, clock: @escaping @Sendable () -> Date = { Date() }) throws {
-        (self.path, self.clock) = (path, clock)
-        var configuration = Configuration()
-        configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL")
-        }
-        pool = try DatabasePool(path: path, configuration: configuration)
-        // Deleted images must give their space back: incremental auto-vacuum (set once; a store
-        // made by an earlier version is converted by one VACUUM).
-        try pool.barrierWriteWithoutTransaction { db in
-            if try Int.fetchOne(db, sql: "PRAGMA auto_vacuum") != 2 {
-                try db.execute(sql: "PRAGMA auto_vacuum = INCREMENTAL")
-                try db.execute(sql: "VACUUM")
-            }
-        }
-        var migrator = DatabaseMigrator()
-        migrator.registerMigration("v1") { db in
-            try db.create(table: "job") { t in
-                t.primaryKey("id", .text)
-                t.column("idempotencyKey", .text).unique()
-                t.column("owner", .integer).notNull()
-                t.column("source", .text).notNull()
-                t.column("folder", .text)
-                t.column("state", .text).notNull().indexed()
-                t.column("priority", .integer).notNull()
-                t.column("attempts", .integer).notNull()
-                t.column("parameters", .text).notNull()
-                t.column("inputHash", .text).notNull()
-                t.column("createdAt", .datetime).notNull()
-                t.column("startedAt", .datetime)
-                t.column("finishedAt", .datetime)
-                t.column("error", .text)
-                t.column("resultPath", .text)
-            }
-            try db.create(table: "job_input") { t in
-                t.primaryKey("jobId", .text).references("job", onDelete: .cascade)
-                t.column("structure", .blob).notNull()
-                t.column("appearance", .blob).notNull()
-            }
-            try db.create(table: "setting") { t in
-                t.primaryKey("key", .text)
-                t.column("value", .text).notNull()
-            }
-        }
-        migrator.registerMigration("v2-folder-items") { db in
-            // A hot-folder drop and the job it became; several drops of the same pair share a job.
-            try db.create(table: "folder_item") { t in
-                t.autoIncrementedPrimaryKey("id")
-                t.column("folder", .text).notNull().indexed()
-                t.column("name", .text).notNull()
-                t.column("files", .text).notNull()
-                t.column("jobId", .text).notNull().indexed().references("job", onDelete: .cascade)
-                t.column("delivered", .boolean).notNull().defaults(to: false)
-                t.column("createdAt", .datetime).notNull()
-            }
-        }
-        migrator.registerMigration("v3-abnormal-stops") { db in
-            try db.alter(table: "job") { t in t.add(column: "abnormalStops", .integer).notNull().defaults(to: 0) }
-        }
-        migrator.registerMigration("v4-folder-reports") { db in
-            try db.create(table: "folder_report") { t in
-                t.autoIncrementedPrimaryKey("id")
-                t.column("folder", .text).notNull().indexed()
-                t.column("name", .text).notNull()
-                t.column("fields", .text).notNull()
-                t.column("written", .boolean).notNull().defaults(to: false)
-                t.column("createdAt", .datetime).notNull()
-            }
-        }
-        if try pool.read({ try migrator.hasBeenSuperseded($0) }) {
-            throw DatabaseError(message: "the job store at \(path) was written by a newer xattnd; refusing to use it")
-        }
-        try migrator.migrate(pool)
-    }
-
-    struct NewJob {
-        var owner: UInt32
-        var source: String
-        var folder: String?
-        var priority: Int
-        var idempotencyKey: String?
-        var parameters: TransferParameters
-        var structure: Data
-        var appearance: Data
-
-        /// The options as stored (sorted keys: equal options, equal text).
-        var parametersJSON: String { String(decoding: (try? JSONEncoder.sorted.encode(parameters)) ?? Data(), as: UTF8.self) }
-
-        /// SHA-256 of both images and the options, each length-prefixed: equal hashes, equal work.
-        var contentHash: String {
-            var hash = Core.SHA256()
-            for part in [Array(structure), Array(appearance), Array(parametersJSON.utf8)] {
-                hash.update(Array("\(part.count):".utf8))
-                hash.update(part)
-            }
-            return Core.SHA256.hex(hash.finalize())
-        }
-    }
+    var maximumImageBytes: Int { get set }
+    var isPaused: Bool { get }
+    func setPaused(_ paused: Bool) throws
 
     /// Inserts a queued job, or returns the job an earlier submit with the same idempotency key
-    /// created. Refuses when `limit` jobs are already queued.
-    func submit(_ new: NewJob, limit: Int) throws -> (JobRecord, existing: Bool) {
-        try pool.write { db in
-            if let key = new.idempotencyKey, let earlier = try JobRecord.filter(Column("idempotencyKey") == key).fetchOne(db) {
-                return (earlier, true)
-            }
-            return (try insert(new, limit: limit, db), false)
-        }
-    }
-
+    /// created. Refuses (`queueFull`) when `limit` jobs are already queued, (`storeFull`) when the
+    /// images of waiting jobs leave no room.
+    func submit(_ new: NewJob, limit: Int) throws -> (JobRecord, existing: Bool)
     /// A hot-folder drop: its job (an earlier one with the same content, requeued if it had failed
-    /// or been cancelled, or a new one) and its item, in one transaction.
-    func submit(_ new: NewJob, limit: Int, item: FolderItem,
-                rerun: (JobRecord) -> Bool) throws -> (JobRecord, existing: Bool, requeued: Bool) {
-        try pool.write { db in
-            var job: JobRecord, existing = false, requeued = false
-            if let key = new.idempotencyKey, let earlier = try JobRecord.filter(Column("idempotencyKey") == key).fetchOne(db) {
-                (job, existing) = (earlier, true)
-                // Failed or cancelled, or succeeded with its result pruned: run it again, with the
-                // images of this drop (the job's own may have been deleted by retention).
-                if earlier.jobState == .failed || earlier.jobState == .cancelled || (earlier.jobState == .succeeded && rerun(earlier)) {
-                    job.requeue()
-                    job.attempts = 0
-                    try job.update(db)
-                    try storeImages(new, of: job.id, db)
-                    requeued = true
-                }
-            } else {
-                job = try insert(new, limit: limit, db)
-            }
-            var item = item
-            item.jobId = job.id
-            try item.insert(db)
-            return (job, existing, requeued)
-        }
-    }
-
-    /// Drops of `folder` whose results or failures have not been delivered yet, with their jobs.
-    func undelivered(folder: String) throws -> [(item: FolderItem, job: JobRecord)] {
-        try pool.read { db in
-            try FolderItem.filter(Column("folder") == folder && Column("delivered") == false).order(Column("id")).fetchAll(db).compactMap { item in
-                try JobRecord.fetchOne(db, key: item.jobId).map { (item, $0) }
-            }
-        }
-    }
-
-    func addReport(_ report: FolderReport) throws -> FolderReport {
-        try pool.write { db in
-            var report = report
-            try report.insert(db)
-            return report
-        }
-    }
-
-    func unwrittenReports(folder: String) throws -> [FolderReport] {
-        try pool.read { try FolderReport.filter(Column("folder") == folder && Column("written") == false).order(Column("id")).fetchAll($0) }
-    }
-
-    func markReportWritten(_ id: Int64) throws {
-        try pool.write { db in try db.execute(sql: "UPDATE folder_report SET written = 1 WHERE id = ?", arguments: [id]) }
-    }
-
-    func markDelivered(_ itemID: Int64) throws {
-        try pool.write { db in try db.execute(sql: "UPDATE folder_item SET delivered = 1 WHERE id = ?", arguments: [itemID]) }
-    }
-
-    private func insert(_ new: NewJob, limit: Int, _ db: Database) throws -> JobRecord {
-        let queued = try JobRecord.filter(Column("state") == JobState.queued.rawValue).fetchCount(db)
-        guard queued < limit else { throw StoreError.queueFull(limit: limit) }
-        let record = JobRecord(
-            id: "j-" + UUID().uuidString.lowercased().prefix(12).replacingOccurrences(of: "-", with: ""),
-            idempotencyKey: new.idempotencyKey, owner: Int64(new.owner), source: new.source, folder: new.folder,
-            state: JobState.queued.rawValue, priority: new.priority, attempts: 0, parameters: new.parametersJSON,
-            inputHash: new.contentHash, createdAt: clock(), abnormalStops: 0)
-        try record.insert(db)
-        try storeImages(new, of: record.id, db)  // a store full of waiting images rolls the insert back
-        return record
-    }
-
-    /// The job's images (replacing any it had), within the store's bound.
-    private func storeImages(_ new: NewJob, of id: String, _ db: Database) throws {
-        try db.execute(sql: "DELETE FROM job_input WHERE jobId = ?", arguments: [id])
-        try makeRoom(new.structure.count + new.appearance.count, db)
-        try db.execute(sql: "INSERT INTO job_input (jobId, structure, appearance) VALUES (?, ?, ?)", arguments: [id, new.structure, new.appearance])
-    }
-
+    /// or been cancelled or `rerun` says so, or a new one) and its item, in one transaction.
+    func submit(_ new: NewJob, limit: Int, item: FolderItem, rerun: (JobRecord) -> Bool) throws -> (JobRecord, existing: Bool, requeued: Bool)
     /// Marks the highest-priority, oldest queued job running (attempts + 1) and returns it; nil
     /// when none is queued or the queue is paused.
-    func claimNext() throws -> JobRecord? {
-        try pool.write { db in
-            guard try !Self.paused(db) else { return nil }
-            guard let id = try String.fetchOne(db, sql: """
-                UPDATE job SET state = 'running', attempts = attempts + 1, startedAt = ?
-                WHERE id = (SELECT id FROM job WHERE state = 'queued' ORDER BY priority DESC, createdAt ASC, rowid ASC LIMIT 1)
-                RETURNING id
-                """, arguments: [clock()]) else { return nil }
-            return try JobRecord.fetchOne(db, key: id)
-        }
-    }
-
-    /// Bytes of images held (both images of every job whose inputs are kept).
-    static func imageBytes(_ db: Database) throws -> Int {
-        try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(length(structure) + length(appearance)), 0) FROM job_input") ?? 0
-    }
-
-    /// Makes room for `bytes` more of images under the bound: the kept images of ended jobs go
-    /// first, oldest first; a store full of waiting jobs' images refuses the new one.
-    private func makeRoom(_ bytes: Int, _ db: Database) throws {
-        let limit = maximumImageBytes
-        var held = try Self.imageBytes(db)
-        guard held + bytes > limit else { return }
-        let ended = try Row.fetchAll(db, sql: """
-            SELECT job.id AS id, length(structure) + length(appearance) AS size FROM job JOIN job_input ON job_input.jobId = job.id
-            WHERE job.state IN ('succeeded', 'failed', 'cancelled') ORDER BY job.finishedAt ASC, job.rowid ASC
-            """)
-        for row in ended where held + bytes > limit {
-            guard let id: String = row["id"], let size: Int = row["size"] else { continue }
-            try db.execute(sql: "DELETE FROM job_input WHERE jobId = ?", arguments: [id])
-            held -= size
-        }
-        guard held + bytes <= limit else { throw StoreError.storeFull(limit: limit) }
-    }
-
-    /// Deletes the images of ended jobs that no longer need them: a succeeded job's at once (its
-    /// result exists; a hot folder's re-drop brings the images again), a failed or cancelled one's
-    /// (kept so that `job.retry` can run it) beyond `days` or the newest `count` (0: no limit).
-    /// Returns how many jobs' images were deleted.
+    func claimNext() throws -> JobRecord?
+    /// Records the end (or, with a state that is not final, the return to the queue) of a running job.
     @discardableResult
-    func pruneImages(days: Int, count: Int) throws -> Int {
-        let removed = try pool.write { db -> Int in
-            try db.execute(sql: "DELETE FROM job_input WHERE jobId IN (SELECT id FROM job WHERE state = 'succeeded')")
-            var total = db.changesCount
-            let retryable = try Row.fetchAll(db, sql: """
-                SELECT job.id AS id, job.finishedAt AS finishedAt FROM job JOIN job_input ON job_input.jobId = job.id
-                WHERE job.state IN ('failed', 'cancelled') ORDER BY job.finishedAt DESC, job.rowid DESC
-                """)
-            let cutoff = clock().addingTimeInterval(-Double(days) * 86400)
-            for (index, row) in retryable.enumerated() {
-                let finished: Date? = row["finishedAt"]
-                guard let id: String = row["id"] else { continue }
-                if (count > 0 && index >= count) || (days > 0 && (finished ?? .distantPast) < cutoff) {
-                    try db.execute(sql: "DELETE FROM job_input WHERE jobId = ?", arguments: [id])
-                    total += 1
-                }
-            }
-            return total
-        }
-        if removed > 0 { try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA incremental_vacuum") } }
-        return removed
-    }
+    func finish(_ id: String, state: JobState, error: RPCErrorObject?, resultPath: String?) throws -> JobRecord
+    /// At start: jobs left running by an abnormal stop are requeued, or failed at their second
+    /// abnormal stop or after `maxAttempts` starts.
+    func recoverInterrupted(maxAttempts: Int) throws -> (requeued: [String], failed: [String])
+    func cancelQueued(_ id: String) throws -> JobRecord
+    func retry(_ id: String) throws -> JobRecord
+    func setPriority(_ id: String, _ priority: Int) throws -> JobRecord
 
-    /// What the store holds, for `daemon.status`.
-    func usage() throws -> (imageBytes: Int, fileBytes: Int) {
-        let images = try pool.read { try Self.imageBytes($0) }
-        let files = ["", "-wal", "-shm"].reduce(0) { total, suffix in
-            total + (((try? FileManager.default.attributesOfItem(atPath: path + suffix))?[.size] as? NSNumber)?.intValue ?? 0)
-        }
-        return (images, files)
-    }
+    func get(_ id: String) throws -> JobRecord?
+    /// Newest first; only `owner`'s jobs when given, with the number of others' jobs left out.
+    func list(states: [JobState]?, limit: Int, owner: UInt32?) throws -> (jobs: [JobRecord], others: Int)
+    func queuedCount() throws -> Int
+    func inputs(of id: String) throws -> (structure: Data, appearance: Data)
+    /// Deletes the images of ended jobs that no longer need them; returns how many jobs' went.
+    @discardableResult
+    func pruneImages(days: Int, count: Int) throws -> Int
+    /// Bytes of images held, and bytes the store takes on disk.
+    func usage() throws -> (imageBytes: Int, fileBytes: Int)
 
-    func inputs(of id: String) throws -> (structure: Data, appearance: Data) {
-        try pool.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT structure, appearance FROM job_input WHERE jobId = ?", arguments: [id]) else {
-                throw StoreError.notFound(id)
-            }
-            return (row["structure"], row["appearance"])
-        }
-    }
+    func undelivered(folder: String) throws -> [(item: FolderItem, job: JobRecord)]
+    func markDelivered(_ itemID: Int64) throws
+    func addReport(_ report: FolderReport) throws -> FolderReport
+    func unwrittenReports(folder: String) throws -> [FolderReport]
+    func markReportWritten(_ id: Int64) throws
+}
 
-    /// Records the end of a running job.
+extension JobStore {
     @discardableResult
     func finish(_ id: String, state: JobState, error: RPCErrorObject? = nil, resultPath: String? = nil) throws -> JobRecord {
-        try pool.write { db in
-            guard var record = try JobRecord.fetchOne(db, key: id) else { throw StoreError.notFound(id) }
-            record.state = state.rawValue
-            record.finishedAt = state.isFinal ? clock() : nil
-            record.error = try error.map { String(decoding: try JSONEncoder.sorted.encode($0), as: UTF8.self) }
-            record.resultPath = resultPath
-            if state == .queued { record.startedAt = nil }
-            try record.update(db)
-            return record
-        }
+        try finish(id, state: state, error: error, resultPath: resultPath)
     }
 
-    /// At start: jobs left running. A clean stop (SIGTERM) puts its running job back in the queue,
-    /// so a job still marked running means the process died abnormally while it ran: a crash, a
-    /// SIGKILL, a power loss. Such a job is run once more (the cause may have been anything), and
-    /// failed the second time, so one job that kills the service cannot take the queue down with
-    /// it restart after restart. A job started `maxAttempts` times is failed too.
-    package func recoverInterrupted(maxAttempts: Int) throws -> (requeued: [String], failed: [String]) {
-        try pool.write { db in
-            var requeued: [String] = [], failed: [String] = []
-            for var record in try JobRecord.filter(Column("state") == JobState.running.rawValue).fetchAll(db) {
-                record.abnormalStops += 1
-                let reason: String? = record.abnormalStops >= Self.abnormalStopLimit
-                    ? "the service stopped abnormally (a crash, a kill or a power loss) \(record.abnormalStops) times while running this job; it is not run again automatically (xattnctl retry runs it once more)"
-                    : record.attempts >= maxAttempts ? "interrupted \(record.attempts) times; not retried" : nil
-                if let reason {
-                    record.state = JobState.failed.rawValue
-                    record.finishedAt = clock()
-                    record.error = String(decoding: try JSONEncoder.sorted.encode(WireError.internalError(reason).object), as: UTF8.self)
-                    failed.append(record.id)
-                } else {
-                    record.state = JobState.queued.rawValue
-                    record.startedAt = nil
-                    requeued.append(record.id)
-                }
-                try record.update(db)
-            }
-            return (requeued, failed)
-        }
-    }
-
-    /// Abnormal stops during one job after which it is failed instead of run again.
-    static let abnormalStopLimit = 2
-
-    /// Cancels a queued job (a running one is stopped by the worker, which then calls `finish`).
-    func cancelQueued(_ id: String) throws -> JobRecord {
-        try pool.write { db in
-            guard var record = try JobRecord.fetchOne(db, key: id) else { throw StoreError.notFound(id) }
-            guard record.jobState == .queued else { throw StoreError.invalidState("job \(id) is \(record.state)") }
-            record.state = JobState.cancelled.rawValue
-            record.finishedAt = clock()
-            try record.update(db)
-            return record
-        }
-    }
-
-    func retry(_ id: String) throws -> JobRecord {
-        try pool.write { db in
-            guard var record = try JobRecord.fetchOne(db, key: id) else { throw StoreError.notFound(id) }
-            guard record.jobState == .failed || record.jobState == .cancelled else {
-                throw StoreError.invalidState("job \(id) is \(record.state); only failed or cancelled jobs are retried")
-            }
-            guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM job_input WHERE jobId = ?)", arguments: [id]) == true else {
-                throw StoreError.invalidState("the images of job \(id) are no longer kept (retention); submit them again")
-            }
-            record.requeue()
-            try record.update(db)
-            return record
-        }
-    }
-
-    func setPriority(_ id: String, _ priority: Int) throws -> JobRecord {
-        try pool.write { db in
-            guard var record = try JobRecord.fetchOne(db, key: id) else { throw StoreError.notFound(id) }
-            record.priority = priority
-            try record.update(db)
-            return record
-        }
-    }
-
-    func get(_ id: String) throws -> JobRecord? { try pool.read { try JobRecord.fetchOne($0, key: id) } }
-
-    /// Newest first; only `owner`'s jobs when given, with the number of others' jobs left out.
-    func list(states: [JobState]?, limit: Int, owner: UInt32? = nil) throws -> (jobs: [JobRecord], others: Int) {
-        try pool.read { db in
-            var request = JobRecord.order(Column("createdAt").desc, Column("rowid").desc)
-            if let states { request = request.filter(states.map(\.rawValue).contains(Column("state"))) }
-            guard let owner else { return (try request.limit(limit).fetchAll(db), 0) }
-            let others = try request.filter(Column("owner") != Int64(owner)).fetchCount(db)
-            return (try request.filter(Column("owner") == Int64(owner)).limit(limit).fetchAll(db), others)
-        }
-    }
-
-    func queuedCount() throws -> Int {
-        try pool.read { try JobRecord.filter(Column("state") == JobState.queued.rawValue).fetchCount($0) }
-    }
-
-    var isPaused: Bool { (try? pool.read { try Self.paused($0) }) ?? false }
-
-    func setPaused(_ paused: Bool) throws {
-        try pool.write { db in
-            try db.execute(sql: "INSERT INTO setting (key, value) VALUES ('paused', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                           arguments: [paused ? "1" : "0"])
-        }
-    }
-
-    private static func paused(_ db: Database) throws -> Bool {
-        try String.fetchOne(db, sql: "SELECT value FROM setting WHERE key = 'paused'") == "1"
+    func list(states: [JobState]?, limit: Int) throws -> (jobs: [JobRecord], others: Int) {
+        try list(states: states, limit: limit, owner: nil)
     }
 }
 

@@ -67,7 +67,7 @@ package struct ServiceBackend {
 /// every request gets exactly one reply; watches also get notifications through the session.
 package final class RPCService: @unchecked Sendable {
     static let serverName = "xattnd 0.1"
-    let store: JobStore
+    let store: any JobStore
     let events: EventHub
     private let lock = NSLock()
     private var stopping = false
@@ -76,7 +76,7 @@ package final class RPCService: @unchecked Sendable {
     private var currentBackend: ServiceBackend?
 
     /// `loading`: what `model.status` says until `attach` is called.
-    package init(store: JobStore, events: EventHub, limits: ServiceLimits, resultsDirectory: String, loading: ModelStatus) {
+    package init(store: any JobStore, events: EventHub, limits: ServiceLimits, resultsDirectory: String, loading: ModelStatus) {
         (self.store, self.events, self.currentLimits, self.loading) = (store, events, limits, loading)
         self.resultsDirectory = resultsDirectory
     }
@@ -207,7 +207,7 @@ package final class RPCService: @unchecked Sendable {
         try JobAdmission.image(structure, role: "structure")
         try JobAdmission.image(appearance, role: "appearance")
         _ = try JobAdmission.options(request.options ?? TransferParameters(), engine: worker?.engine)
-        let (record, existing) = try store.submit(JobStore.NewJob(
+        let (record, existing) = try store.submit(NewJob(
             owner: caller.uid, source: "rpc", folder: nil, priority: request.priority ?? 0,
             // Scoped to the caller: another user's key must neither match nor reveal their job.
             idempotencyKey: request.idempotencyKey.map { "user:\(caller.uid):\($0)" },

@@ -6,7 +6,7 @@ import Wire
 /// The one compute worker: a dedicated thread (never the event loop or Swift's cooperative pool)
 /// that takes the highest-priority, oldest queued job, runs it, and records the outcome.
 package final class Worker: @unchecked Sendable {
-    let store: JobStore
+    let store: any JobStore
     let events: EventHub
     let model: StableDiffusionModel
     let schedule: NoiseSchedule
@@ -39,7 +39,7 @@ package final class Worker: @unchecked Sendable {
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
 
-    package init(store: JobStore, events: EventHub, model: StableDiffusionModel, schedule: NoiseSchedule,
+    package init(store: any JobStore, events: EventHub, model: StableDiffusionModel, schedule: NoiseSchedule,
                  resultsDirectory: String, cache: InversionCache?, logger: Logger) {
         (self.store, self.events, self.model, self.schedule) = (store, events, model, schedule)
         (self.resultsDirectory, self.cache, self.logger) = (resultsDirectory, cache, logger)
