@@ -20,10 +20,10 @@ public struct TransferOptionGroup: ParsableArguments {
     @Option(help: "Seed of the run's noise, 0…\(TransferParameters.maximumSeed).")
     public var seed: UInt64?
 
-    @Option(help: "DDIM steps T, 1…1000.")
+    @Option(help: "DDIM steps T, \(TransferParameters.timestepBounds.lowerBound)…\(TransferParameters.timestepBounds.upperBound).")
     public var timesteps: Int?
 
-    @Option(help: "Steps skipped at the start of denoising (K), 0…999.")
+    @Option(help: "Steps skipped at the start of denoising (K), \(TransferParameters.skipBounds.lowerBound)…\(TransferParameters.skipBounds.upperBound), below T.")
     public var skip: Int?
 
     @Flag(name: .customLong("no-masked-adain"), help: "AdaIN over the whole latent instead of within the objects' masks.")
@@ -50,8 +50,9 @@ public struct TransferOptionGroup: ParsableArguments {
         if let seed, seed > TransferParameters.maximumSeed {
             throw ValidationError("--seed must be in 0…\(TransferParameters.maximumSeed), got \(seed)")
         }
-        if let timesteps, !(1...1000).contains(timesteps) { throw ValidationError("--timesteps must be in 1…1000, got \(timesteps)") }
-        if let skip, !(0...999).contains(skip) { throw ValidationError("--skip must be in 0…999, got \(skip)") }
+        for (flag, value, bounds) in [("--timesteps", timesteps, TransferParameters.timestepBounds), ("--skip", skip, TransferParameters.skipBounds)] {
+            if let value, !bounds.contains(value) { throw ValidationError("\(flag) must be in \(bounds.lowerBound)…\(bounds.upperBound), got \(value)") }
+        }
         for (flag, value) in [("--swap-guidance", swapGuidance), ("--contrast", contrast)] {
             if let value, !value.isFinite { throw ValidationError("\(flag) must be a finite number, got \(value)") }
         }

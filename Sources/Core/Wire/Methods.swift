@@ -61,6 +61,10 @@ public struct TransferParameters: Codable, Equatable, Sendable {
     public static let maximumSeed = UInt64(Int64.max)
     /// Job priorities (`job.submit`, `job.setPriority`, a hot folder's `priority`).
     public static let priorities = -1_000_000...1_000_000
+    /// DDIM steps T any model takes (the model's schedule may allow fewer: checked against it).
+    public static let timestepBounds = 1...1000
+    /// Steps skipped, K; also below T.
+    public static let skipBounds = 0...999
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
         case domain, prompt, objectNoun, seed, timesteps, skip, maskedAdain, swapGuidance, contrast

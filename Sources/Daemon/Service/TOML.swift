@@ -50,13 +50,12 @@ enum TOML {
 
     /// `crossAttnRange0` → `cross_attn_range_0`: a field as the file spells it.
     static func snakeCase(_ field: String) -> String {
-        var result = ""
-        for (index, character) in field.enumerated() {
-            let previous = index > 0 ? field[field.index(field.startIndex, offsetBy: index - 1)] : nil
-            if character.isUppercase || (character.isNumber && previous.map { !$0.isNumber } ?? false) {
-                result += "_"
-            }
+        var result = "", previous: Character?
+        for character in field {
+            // A word starts at a capital, a number at its first digit.
+            if character.isUppercase || (character.isNumber && previous.map { !$0.isNumber } ?? false) { result += "_" }
             result += character.lowercased()
+            previous = character
         }
         return result
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Wire
 
 /// A half-open range of step (or counter) indices, start..<end.
 public struct StepRange: Equatable, Codable, Sendable, CustomStringConvertible {
@@ -62,7 +63,8 @@ public struct TransferOptions: Equatable, Codable, Sendable {
     public func validate() throws {
         func fail(_ option: String, _ reason: String) -> TransferError { .invalidOption(option: option, reason: reason) }
         guard !domain.trimmingCharacters(in: .whitespaces).isEmpty else { throw fail("domain", "must not be empty") }
-        guard (1...1000).contains(timesteps) else { throw fail("timesteps", "must be in 1…1000, got \(timesteps)") }
+        let bounds = TransferParameters.timestepBounds
+        guard bounds.contains(timesteps) else { throw fail("timesteps", "must be in \(bounds.lowerBound)…\(bounds.upperBound), got \(timesteps)") }
         guard skip >= 0 && skip < timesteps else { throw fail("skip", "must be in 0…\(timesteps - 1) (below timesteps), got \(skip)") }
         for (name, range) in [("cross-attn-range-0", crossAttentionRange0), ("cross-attn-range-1", crossAttentionRange1), ("adain-range", adainRange)] {
             guard range.start >= 0 && range.start <= range.end else { throw fail(name, "must be A:B with 0 ≤ A ≤ B, got \(range)") }
