@@ -58,11 +58,14 @@ let package = Package(
         // headers) with Wire's JSONValue, the project's one.
         .target(
             name: "Core",
-            dependencies: ["COpenBLAS", "CPNG", "CTurboJPEG", "Wire", "SystemCalls"],
+            dependencies: ["COpenBLAS", "CPNG", "CTurboJPEG", "CKernels", "Wire", "SystemCalls"],
             path: "Sources/Core",
-            exclude: ["Wire", "SystemCalls"],
+            exclude: ["Wire", "SystemCalls", "Kernels"],
             swiftSettings: engineSettings
         ),
+        // The kernels OpenBLAS lacks (bf16 products), in C: AVX512-BF16 code behind function-level
+        // target attributes, chosen at run time by CPUID, so one binary runs on every x86-64.
+        .target(name: "CKernels", path: "Sources/Core/Kernels", cSettings: [.unsafeFlags(["-O3"])]),
         // libc's file and socket calls behind one wrapper (EINTR, errors naming call, path, errno).
         .target(name: "SystemCalls", path: "Sources/Core/SystemCalls"),
         // RPC message types and framing; Foundation only, shared by daemon and client.

@@ -8,9 +8,27 @@ import Core
 enum TransferSuite {
     static func run(json: Bool) throws {
         let peak = KernelSuite.peakGflops()
-        let unet = try UNetModel(config: UNetConfig(), weights: WeightReader(source: RandomWeights(seed: 1), component: "unet"), configPath: "SD 1.5 defaults")
-        let vae = try AutoencoderKL(config: VAEConfig(), weights: WeightReader(source: RandomWeights(seed: 2), component: "vae"), configPath: "SD 1.5 defaults")
         var rows: [[String: Any]] = []
+        var projections: [String: Any] = [:]
+        for precision in ModelSuite.precisions {
+            projections[precision.rawValue] = try measure(precision, peak: peak, json: json, rows: &rows)
+        }
+        if json {
+            printJSON(["suite": "transfer", "peak_sgemm_gflops": peak, "results": rows,
+                       "unet_passes_batch1": ["reference": 808, "xattn": 518, "xattn_cached_inversions": 250],
+                       "projections": projections])
+        } else {
+            print(String(format: "peak sgemm %.1f GFLOP/s", peak))
+            print("UNet passes of batch 1: reference 808, xattn 518, xattn with cached inversions 250")
+        }
+    }
+
+    /// The parts of a job in one precision, and the job projected from them.
+    static func measure(_ precision: Precision, peak: Double, json: Bool, rows: inout [[String: Any]]) throws -> [String: Double] {
+        let unet = try UNetModel(config: UNetConfig(), weights: WeightReader(source: RandomWeights(seed: 1), component: "unet", precision: precision),
+                                 configPath: "SD 1.5 defaults")
+        let vae = try AutoencoderKL(config: VAEConfig(), weights: WeightReader(source: RandomWeights(seed: 2), component: "vae", precision: precision),
+                                    configPath: "SD 1.5 defaults")
         var seconds: [String: Double] = [:]
         func measure(_ name: String, batch: Int, _ body: () -> Void) {
             OpProfile.reset()
@@ -21,8 +39,12 @@ enum TransferSuite {
             OpProfile.isEnabled = false
             let gflops = OpProfile.matrixFlops / elapsed / 1e9
             seconds[name] = elapsed
-            rows.append(["name": name, "batch": batch, "seconds": elapsed, "gflops": gflops, "ratio_to_peak": gflops / peak])
-            if !json { print(String(format: "%-22@ b%d %8.3f s %7.1f GFLOP/s  %.2f of peak", name, batch, elapsed, gflops, gflops / peak)) }
+            rows.append(["name": name, "batch": batch, "precision": precision.rawValue, "seconds": elapsed, "gflops": gflops,
+                         "ratio_to_peak": gflops / peak])
+            if !json {
+                print(String(format: "%-22@ b%d %@ %8.3f s %7.1f GFLOP/s  %.2f of fp32 peak", name, batch, precision.rawValue,
+                             elapsed, gflops, gflops / peak))
+            }
         }
         let context2 = benchTensor([2, 77, 768], seed: 3), context4 = benchTensor([4, 77, 768], seed: 3)
         let latents2 = benchTensor([2, 4, 64, 64], seed: 4), latents4 = benchTensor([4, 4, 64, 64], seed: 5)
@@ -41,16 +63,12 @@ enum TransferSuite {
         let (inv, gen, enc, dec) = (seconds["inversion_step"] ?? 0, seconds["generation_step_swap"] ?? 0, seconds["vae_encode"] ?? 0, seconds["vae_decode"] ?? 0)
         let projected = 2 * enc + 2 * 67 * inv + 11 * inv + 57 * gen + dec
         let reference = 2 * enc + 2 * 100 * inv + 68 * 1.5 * gen + 3 * dec
-        let passes: [String: Int] = ["reference": 808, "xattn": 518, "xattn_cached_inversions": 250]
-        if json {
-            printJSON(["suite": "transfer", "peak_sgemm_gflops": peak, "results": rows, "unet_passes_batch1": passes,
-                       "projected_default_job_seconds": projected, "projected_reference_schedule_seconds": reference,
-                       "projected_cached_job_seconds": 11 * inv + 57 * gen + dec])
-        } else {
-            print(String(format: "peak sgemm %.1f GFLOP/s", peak))
-            print(String(format: "projected default job: %.0f s (%.1f min); with both inversions cached: %.0f s; the reference's schedule on this engine: %.0f s",
-                         projected, projected / 60, 11 * inv + 57 * gen + dec, reference))
-            print("UNet passes of batch 1: reference 808, xattn 518, xattn with cached inversions 250")
+        let cached = 11 * inv + 57 * gen + dec
+        if !json {
+            print(String(format: "%@: projected default job %.0f s (%.1f min); with both inversions cached %.0f s; the reference's schedule on this engine %.0f s",
+                         precision.rawValue, projected, projected / 60, cached, reference))
         }
+        return ["projected_default_job_seconds": projected, "projected_reference_schedule_seconds": reference,
+                "projected_cached_job_seconds": cached]
     }
 }

@@ -15,6 +15,8 @@ struct Run: ParsableCommand {
     @Option(help: "The TOML configuration file.") var config: String?
     @Option(help: "The model: a diffusers folder or a single-file SD 1.5 checkpoint.") var model: String?
     @Option(help: "A tokenizer folder (vocab.json, merges.txt) for a single-file checkpoint.") var tokenizer: String?
+    @Option(help: "The precision the model is loaded in: fp32 (exact), bf16 (AVX512-BF16 CPUs) or auto (bf16 where the CPU has it).")
+    var precision: String?
     @Option(name: .customLong("state-dir"), help: "Where the job store and results live.") var stateDirectory: String?
     @Option(help: "The Unix socket to listen on.") var socket: String?
     @Option(help: "The group allowed to connect to the socket.") var socketGroup: String?
@@ -36,7 +38,7 @@ struct Run: ParsableCommand {
         (o.model, o.tokenizer, o.stateDirectory, o.socket, o.socketGroup, o.adminGroup) = (model, tokenizer, stateDirectory, socket, socketGroup, adminGroup)
         (o.queueLimit, o.maximumFrameSize, o.maxAttempts, o.idleTimeout) = (queueLimit, maximumFrameSize, maxAttempts, idleTimeout)
         (o.maxConnections, o.maxBufferedBytes, o.frameTimeout, o.storeMaxBytes) = (maxConnections, maxBufferedBytes, frameTimeout, storeMaxBytes)
-        (o.jobVisibility, o.cacheDirectory, o.noCache) = (jobVisibility, cacheDirectory, noCache)
+        (o.jobVisibility, o.cacheDirectory, o.noCache, o.precision) = (jobVisibility, cacheDirectory, noCache, precision)
         return o
     }
 

@@ -83,7 +83,7 @@ final class ServiceStart {
         extender.resume()
         defer { extender.cancel() }
         let path = settings.model ?? ""
-        let model = try StableDiffusionModel.load(from: path, tokenizer: settings.tokenizer)
+        let model = try StableDiffusionModel.load(from: path, tokenizer: settings.tokenizer, precision: settings.precision.resolved)
         let engine = JobAdmission.Engine(model: model, schedule: try NoiseSchedule(config: try NoiseSchedule.Config(near: model.path)))
         // A folder's options that this model refuses would fail every drop: refuse them now.
         for folder in settings.folders {
@@ -92,7 +92,8 @@ final class ServiceStart {
             }
         }
         let seconds = Date().timeIntervalSince(start)
-        logger.info("model loaded", metadata: ["path": "\(path)", "seconds": "\(String(format: "%.1f", seconds))", "identity": "\(model.identity.prefix(12))"])
+        logger.info("model loaded", metadata: ["path": "\(path)", "seconds": "\(String(format: "%.1f", seconds))", "identity": "\(model.identity.prefix(12))",
+                                            "precision": "\(model.precision.rawValue)"])
         return (engine, seconds)
     }
 
@@ -124,7 +125,8 @@ final class ServiceStart {
         worker.onStatus = { Systemd.notify("STATUS=\($0)") }
         worker.start()
         hotFolders.start()
-        let model = ModelStatus(state: "ready", path: settings.model ?? "", identity: engine.model.identity, loadSeconds: loadSeconds, error: nil)
+        let model = ModelStatus(state: "ready", path: settings.model ?? "", identity: engine.model.identity, loadSeconds: loadSeconds, error: nil,
+                                precision: engine.model.precision.rawValue)
         service.attach(ServiceBackend(worker: worker, model: model, reload: reload,
                                       folders: settings.folders.isEmpty ? nil : { hotFolders.status() }))
         return (worker, hotFolders)

@@ -30,7 +30,9 @@ struct Transfer: ParsableCommand {
         let options = try JobConversion.options(self.options.parameters)
         var clock = Date()
         func lap() -> Double { defer { clock = Date() }; return Date().timeIntervalSince(clock) }
-        let model = try StableDiffusionModel.load(from: self.model, tokenizer: tokenizer)
+        // One run, one form of the weights: the precision asked for, or the fastest this CPU has.
+        let model = try StableDiffusionModel.load(from: self.model, tokenizer: tokenizer,
+                                                  precision: options.precision ?? Precision.fastest)
         let loadSeconds = lap()
         let schedule = try NoiseSchedule(config: try NoiseSchedule.Config(near: model.path))
         try options.validate(for: model, schedule: schedule)

@@ -9,9 +9,9 @@ final class CountingProcessor: AttentionProcessor, @unchecked Sendable {
     let counter: PassCounter
     init(_ inner: AttentionProcessor, counter: PassCounter) { (self.inner, self.counter) = (inner, counter) }
 
-    func attend(q: Tensor, k: Tensor, v: Tensor, heads: Int, site: AttentionSite) -> Tensor {
+    func attend(q: Tensor, k: Tensor, v: Tensor, heads: Int, site: AttentionSite, precision: Precision) -> Tensor {
         if site.stage == .mid && site.kind == .crossAttention { counter.add(q.shape[0]) }
-        return inner.attend(q: q, k: k, v: v, heads: heads, site: site)
+        return inner.attend(q: q, k: k, v: v, heads: heads, site: site, precision: precision)
     }
 }
 

@@ -44,6 +44,9 @@ public struct TransferOptionGroup: ParsableArguments {
     @Option(name: .customLong("adain-range"), help: "Steps A:B with masked AdaIN.")
     public var adainRange: StepSpan?
 
+    @Option(help: "Products in fp32 (exact), bf16 (AVX512-BF16 CPUs, faster) or auto (the loaded model's).")
+    public var precision: PrecisionChoice?
+
     public init() {}
 
     public func validate() throws {
@@ -65,9 +68,12 @@ public struct TransferOptionGroup: ParsableArguments {
         p.maskedAdain = noMaskedAdain ? false : nil
         (p.swapGuidance, p.contrast) = (swapGuidance, contrast)
         (p.crossAttnRange0, p.crossAttnRange1, p.adainRange) = (crossAttnRange0?.pair, crossAttnRange1?.pair, adainRange?.pair)
+        p.precision = precision?.rawValue
         return p
     }
 }
+
+extension PrecisionChoice: ExpressibleByArgument {}
 
 /// `A:B`, a half-open range of denoising steps.
 public struct StepSpan: ExpressibleByArgument, Sendable {

@@ -1,16 +1,27 @@
 /// The building blocks shared by the UNet, the VAE and CLIP, each holding its weights as loaded
 /// (PyTorch layouts) under the checkpoint's own names.
 
+/// The weight of a product in the precision chosen at load (docs/PERFORMANCE.md, "Precision"):
+/// float as loaded, or packed bf16 with the float copy dropped (resident size about halves).
+public enum ProductWeight: Sendable {
+    case fp32(Tensor)
+    case bf16(PackedBF16)
+}
+
 /// `nn.Conv2d` with bias. weight [out, in, k, k].
 public struct Conv2DLayer: Sendable {
-    public let weight: Tensor
+    public let weight: ProductWeight
     public let bias: Tensor?
     public let stride: Int
     public let padding: Padding2D
+    /// [out, in, k, k]
+    public let weightShape: [Int]
 
     public init(_ w: WeightScope, in inChannels: Int, out outChannels: Int, kernel: Int, stride: Int = 1,
                 padding: Padding2D? = nil, bias: Bool = true) throws {
-        weight = try w.take("weight", [outChannels, inChannels, kernel, kernel])
+        weightShape = [outChannels, inChannels, kernel, kernel]
+        let loaded = try w.take("weight", weightShape)
+        weight = w.precision == .bf16 ? .bf16(PackedBF16(rowsOf: loaded)) : .fp32(loaded)
         self.bias = bias ? try w.take("bias", [outChannels]) : nil
         self.stride = stride
         self.padding = padding ?? .uniform(kernel / 2)
@@ -18,24 +29,46 @@ public struct Conv2DLayer: Sendable {
 
     /// [B, in, H, W] → [B, out, H', W']
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        x.conv2d(weight: weight, bias: bias, stride: stride, padding: padding)
+        switch weight {
+        case let .fp32(tensor):
+            return x.conv2d(weight: tensor, bias: bias, stride: stride, padding: padding)
+        case let .bf16(packed):
+            return x.conv2d(packed: packed, kernel: weightShape[2], bias: bias, stride: stride, padding: padding)
+        }
     }
 
-    public var outChannels: Int { weight.shape[0] }
+    public var outChannels: Int { weightShape[0] }
 }
 
 /// `nn.Linear`. weight [out, in], optional bias [out].
 public struct LinearLayer: Sendable {
-    public let weight: Tensor
+    public let weight: ProductWeight
     public let bias: Tensor?
 
     public init(_ w: WeightScope, in inFeatures: Int, out outFeatures: Int, bias: Bool = true) throws {
-        weight = try w.take("weight", [outFeatures, inFeatures])
-        self.bias = bias ? try w.take("bias", [outFeatures]) : nil
+        self.init(weight: try w.take("weight", [outFeatures, inFeatures]),
+                  bias: bias ? try w.take("bias", [outFeatures]) : nil, precision: w.precision)
+    }
+
+    /// A 1×1 convolution [out, in, 1, 1] as the same product on tokens [..., in] (SD 1.x's
+    /// transformer projections, which run on the transposed feature map).
+    public init(pointwiseConvolution w: WeightScope, channels: Int) throws {
+        self.init(weight: try w.take("weight", [channels, channels, 1, 1]).reshaped([channels, channels]),
+                  bias: try w.take("bias", [channels]), precision: w.precision)
+    }
+
+    init(weight loaded: Tensor, bias: Tensor?, precision: Precision) {
+        weight = precision == .bf16 ? .bf16(PackedBF16(transposedColumnsOf: loaded)) : .fp32(loaded)
+        self.bias = bias
     }
 
     /// [..., in] → [..., out]
-    public func callAsFunction(_ x: Tensor) -> Tensor { x.linear(weight: weight, bias: bias) }
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        switch weight {
+        case let .fp32(tensor): return x.linear(weight: tensor, bias: bias)
+        case let .bf16(packed): return x.linear(packed: packed, bias: bias)
+        }
+    }
 }
 
 /// `nn.GroupNorm` with affine parameters [C].

@@ -3,6 +3,8 @@
 public struct AttentionLayer: Sendable {
     let toQ, toK, toV, toOut: LinearLayer
     public let heads: Int
+    /// The products' precision, chosen at load with the weights'.
+    public let precision: Precision
 
     public init(_ w: WeightScope, queryDim: Int, contextDim: Int, heads: Int, headDim: Int) throws {
         let inner = heads * headDim
@@ -11,12 +13,13 @@ public struct AttentionLayer: Sendable {
         toV = try LinearLayer(w.scope("to_v"), in: contextDim, out: inner, bias: false)
         toOut = try LinearLayer(w.scope("to_out.0"), in: inner, out: queryDim)
         self.heads = heads
+        precision = w.precision
     }
 
     /// x: [B, N, C]; context: [B, M, Cctx] (nil: self-attention) → [B, N, C]
     public func callAsFunction(_ x: Tensor, context: Tensor?, processor: AttentionProcessor, site: AttentionSite) -> Tensor {
         let source = context ?? x
-        let attended = processor.attend(q: toQ(x), k: toK(source), v: toV(source), heads: heads, site: site)
+        let attended = processor.attend(q: toQ(x), k: toK(source), v: toV(source), heads: heads, site: site, precision: precision)
         return toOut(attended)
     }
 }
@@ -57,36 +60,22 @@ struct TransformerBlock: Sendable {
 /// projection out, residual.
 struct Transformer2D: Sendable {
     let norm: GroupNormLayer
-    let projIn, projOut: Projection
+    /// The 1×1 convolution of SD 1.x, or the Linear of SD 2.x: the same product on [B, H·W, C].
+    let projIn, projOut: LinearLayer
     let blocks: [TransformerBlock]
 
-    /// The 1×1 convolution of SD 1.x, or the Linear of SD 2.x; the same product on [B, H·W, C].
-    enum Projection {
-        case conv(Conv2DLayer), linear(LinearLayer)
-
-        init(_ w: WeightScope, channels: Int, linear: Bool) throws {
-            self = linear ? .linear(try LinearLayer(w, in: channels, out: channels))
-                : .conv(try Conv2DLayer(w, in: channels, out: channels, kernel: 1))
-        }
-
-        /// [B, N, C] → [B, N, C] as a product with the [C_out, C_in] weight.
-        func apply(tokens x: Tensor) -> Tensor {
-            switch self {
-            case let .linear(layer): return layer(x)
-            case let .conv(layer):
-                return x.linear(weight: layer.weight.reshaped([layer.outChannels, x.dim(-1)]), bias: layer.bias)
-            }
-        }
+    static func projection(_ w: WeightScope, channels: Int, linear: Bool) throws -> LinearLayer {
+        linear ? try LinearLayer(w, in: channels, out: channels) : try LinearLayer(pointwiseConvolution: w, channels: channels)
     }
 
     init(_ w: WeightScope, channels: Int, contextDim: Int, heads: Int, layers: Int, groups: Int, linearProjection: Bool) throws {
         norm = try GroupNormLayer(w.scope("norm"), channels: channels, groups: groups, eps: 1e-6)
-        projIn = try Projection(w.scope("proj_in"), channels: channels, linear: linearProjection)
+        projIn = try Self.projection(w.scope("proj_in"), channels: channels, linear: linearProjection)
         blocks = try (0..<layers).map {
             try TransformerBlock(w.scope("transformer_blocks", $0), dim: channels, contextDim: contextDim,
                                  heads: heads, headDim: channels / heads)
         }
-        projOut = try Projection(w.scope("proj_out"), channels: channels, linear: linearProjection)
+        projOut = try Self.projection(w.scope("proj_out"), channels: channels, linear: linearProjection)
     }
 
     /// x: [B, C, H, W]; context: [B, M, Cctx] → [B, C, H, W]
@@ -94,14 +83,14 @@ struct Transformer2D: Sendable {
         let (b, c, height, width) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         // [B, C, H, W] → [B, H·W, C]; a 1×1 conv commutes with the transpose, so both projections
         // run as products on tokens.
-        var h = projIn.apply(tokens: norm(x).reshaped([b, c, height * width]).transposedLastTwo())
+        var h = projIn(norm(x).reshaped([b, c, height * width]).transposedLastTwo())
         for (index, block) in blocks.enumerated() {
             var blockSite = site
             blockSite.layer = index
             h = block(h, context: context, processor: processor, site: blockSite)
         }
         // [B, H·W, C] → [B, C, H, W]
-        var out = projOut.apply(tokens: h).transposedLastTwo().reshaped([b, c, height, width])
+        var out = projOut(h).transposedLastTwo().reshaped([b, c, height, width])
         out.add(x)
         return out
     }

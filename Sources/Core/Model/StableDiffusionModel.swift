@@ -12,9 +12,17 @@ public final class StableDiffusionModel: Sendable {
     /// A content fingerprint of the weights and configs (hex SHA-256), independent of the path:
     /// results and caches name the model by it.
     public let identity: String
+    /// The precision its products run in, fixed at load (the weights are held in that form).
+    public let precision: Precision
 
-    init(unet: UNetModel, vae: AutoencoderKL, textEncoder: CLIPTextModel, tokenizer: CLIPTokenizer, path: String, files: [SafetensorsFile]) {
+    /// What names this model's computation for caches: the weights' identity, and the precision
+    /// when it is not the exact one (fp32 entries keep the names they always had).
+    public var computationIdentity: String { precision == .fp32 ? identity : identity + ":" + precision.rawValue }
+
+    init(unet: UNetModel, vae: AutoencoderKL, textEncoder: CLIPTextModel, tokenizer: CLIPTokenizer, path: String, files: [SafetensorsFile],
+         precision: Precision) {
         (self.unet, self.vae, self.textEncoder, self.tokenizer, self.path) = (unet, vae, textEncoder, tokenizer, path)
+        self.precision = precision
         var hash = SHA256()
         hash.update("\(unet.config)\0\(vae.config)\0\(textEncoder.config)\0")
         for file in files { file.fingerprint(into: &hash) }
@@ -24,17 +32,24 @@ public final class StableDiffusionModel: Sendable {
     /// Loads a diffusers folder (unet/, vae/, text_encoder/, tokenizer/) or an original single-file
     /// `.safetensors` checkpoint. For a single file, configs come from `unet/config.json` etc. in
     /// `companion` (default: the file's folder) when present, else SD 1.5's; the tokenizer from
-    /// `tokenizer` (default: `companion/tokenizer`).
-    public static func load(from path: String, companion: String? = nil, tokenizer tokenizerPath: String? = nil) throws -> StableDiffusionModel {
+    /// `tokenizer` (default: `companion/tokenizer`). `precision` is the form the products' weights
+    /// are held in (bf16: packed once here, the float copies dropped); bf16 needs
+    /// `Precision.bf16IsSupported`.
+    public static func load(from path: String, companion: String? = nil, tokenizer tokenizerPath: String? = nil,
+                            precision: Precision = .fp32) throws -> StableDiffusionModel {
+        if precision == .bf16 && !Precision.bf16IsSupported {
+            throw ModelLoadError.unsupportedPrecision(precision.rawValue)
+        }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw ModelLoadError.missingFile(path: path, hint: "Give a diffusers model folder or a single-file .safetensors checkpoint.")
         }
-        if isDirectory.boolValue { return try loadFolder(path, tokenizerPath: tokenizerPath) }
-        return try loadSingleFile(path, companion: companion ?? (path as NSString).deletingLastPathComponent, tokenizerPath: tokenizerPath)
+        if isDirectory.boolValue { return try loadFolder(path, tokenizerPath: tokenizerPath, precision: precision) }
+        return try loadSingleFile(path, companion: companion ?? (path as NSString).deletingLastPathComponent, tokenizerPath: tokenizerPath,
+                                  precision: precision)
     }
 
-    static func loadFolder(_ folder: String, tokenizerPath: String?) throws -> StableDiffusionModel {
+    static func loadFolder(_ folder: String, tokenizerPath: String?, precision: Precision) throws -> StableDiffusionModel {
         let unetConfig: UNetConfig = try ModelFiles.config(folder + "/unet/config.json")
         let vaeConfig: VAEConfig = try ModelFiles.config(folder + "/vae/config.json")
         let textConfig: CLIPTextConfig = try ModelFiles.config(folder + "/text_encoder/config.json")
@@ -46,18 +61,18 @@ public final class StableDiffusionModel: Sendable {
                              textConfigPath: folder + "/text_encoder/config.json", tokenizerPath: tokenizerPath ?? folder + "/tokenizer")
             .check(unet: unetConfig, vae: vaeConfig, text: textConfig, tokenizer: tokenizer)
         return StableDiffusionModel(
-            unet: try UNetModel(config: unetConfig, weights: WeightReader(source: SafetensorsSource(file: unetFile), component: "unet"),
+            unet: try UNetModel(config: unetConfig, weights: WeightReader(source: SafetensorsSource(file: unetFile), component: "unet", precision: precision),
                                 configPath: folder + "/unet/config.json"),
-            vae: try AutoencoderKL(config: vaeConfig, weights: WeightReader(source: SafetensorsSource(file: vaeFile), component: "vae"),
+            vae: try AutoencoderKL(config: vaeConfig, weights: WeightReader(source: SafetensorsSource(file: vaeFile), component: "vae", precision: precision),
                                    configPath: folder + "/vae/config.json"),
             textEncoder: try CLIPTextModel(config: textConfig,
-                                           weights: WeightReader(source: SafetensorsSource(file: textFile), component: "text_encoder",
+                                           weights: WeightReader(source: SafetensorsSource(file: textFile), component: "text_encoder", precision: precision,
                                                                  ignorable: { $0.hasSuffix("embeddings.position_ids") }),
                                            configPath: folder + "/text_encoder/config.json"),
-            tokenizer: tokenizer, path: folder, files: [unetFile, vaeFile, textFile])
+            tokenizer: tokenizer, path: folder, files: [unetFile, vaeFile, textFile], precision: precision)
     }
 
-    static func loadSingleFile(_ path: String, companion: String, tokenizerPath: String?) throws -> StableDiffusionModel {
+    static func loadSingleFile(_ path: String, companion: String, tokenizerPath: String?, precision: Precision) throws -> StableDiffusionModel {
         try ModelFiles.refusePickle(path)
         let file = try SafetensorsFile(path: path)
         let unknown = SingleFileCheckpoint.unknownNames(in: file)
@@ -83,10 +98,10 @@ public final class StableDiffusionModel: Sendable {
         let vaeSource = SingleFileComponentSource(file: file, component: .vae(levels: vaeConfig.blockOutChannels.count))
         let textSource = SingleFileComponentSource(file: file, component: .textEncoder)
         return StableDiffusionModel(
-            unet: try UNetModel(config: unetConfig, weights: WeightReader(source: unetSource, component: "unet"), configPath: path),
-            vae: try AutoencoderKL(config: vaeConfig, weights: WeightReader(source: vaeSource, component: "vae"), configPath: path),
-            textEncoder: try CLIPTextModel(config: textConfig, weights: WeightReader(source: textSource, component: "text_encoder"), configPath: path),
-            tokenizer: tokenizer, path: path, files: [file])
+            unet: try UNetModel(config: unetConfig, weights: WeightReader(source: unetSource, component: "unet", precision: precision), configPath: path),
+            vae: try AutoencoderKL(config: vaeConfig, weights: WeightReader(source: vaeSource, component: "vae", precision: precision), configPath: path),
+            textEncoder: try CLIPTextModel(config: textConfig, weights: WeightReader(source: textSource, component: "text_encoder", precision: precision), configPath: path),
+            tokenizer: tokenizer, path: path, files: [file], precision: precision)
     }
 }
 

@@ -45,7 +45,8 @@ public enum Attention {
     /// mask of −∞ would give: those probabilities are exactly 0.
     public static func attention(
         q: Tensor, k: Tensor, v: Tensor, heads: Int,
-        keyValueSource: [Int]? = nil, causal: Bool = false, hook: AttentionProbabilityHook? = nil
+        keyValueSource: [Int]? = nil, causal: Bool = false, precision: Precision = .fp32,
+        hook: AttentionProbabilityHook? = nil
     ) -> Tensor {
         OpProfile.measure("attention") {
             precondition(q.rank == 3 && k.rank == 3 && v.rank == 3, "attention needs [B, N, H·d] operands")
@@ -59,14 +60,14 @@ public enum Attention {
                     v.withUnsafePointer { vp in
                         out.withUnsafeMutablePointer { op in
                             let d = width / heads
-                            run(
-                                q: AttentionOperand(base: qp, batchStride: nq * width, headStride: d, tokenStride: width, tokens: nq),
-                                k: AttentionOperand(base: kp, batchStride: nk * width, headStride: d, tokenStride: width, tokens: nk),
-                                v: AttentionOperand(base: vp, batchStride: nk * width, headStride: d, tokenStride: width, tokens: nk),
-                                out: op, outBatchStride: nq * width, outHeadStride: d, outTokenStride: width,
-                                batch: batch, heads: heads, headDim: d,
-                                keyValueSource: keyValueSource ?? Array(0..<batch), keyValueBatches: k.shape[0],
-                                causal: causal, hook: hook)
+                            (precision == .bf16 ? runBF16 : run)(
+                                AttentionOperand(base: qp, batchStride: nq * width, headStride: d, tokenStride: width, tokens: nq),
+                                AttentionOperand(base: kp, batchStride: nk * width, headStride: d, tokenStride: width, tokens: nk),
+                                AttentionOperand(base: vp, batchStride: nk * width, headStride: d, tokenStride: width, tokens: nk),
+                                AttentionOutput(base: op, batchStride: nq * width, headStride: d, tokenStride: width),
+                                AttentionShape(batch: batch, heads: heads, headDim: d,
+                                               keyValueSource: keyValueSource ?? Array(0..<batch), keyValueBatches: k.shape[0], causal: causal),
+                                hook)
                         }
                     }
                 }
@@ -88,12 +89,13 @@ public enum Attention {
                 v.withUnsafePointer { vp in
                     out.withUnsafeMutablePointer { op in
                         run(
-                            q: AttentionOperand(base: qp, batchStride: heads * nq * d, headStride: nq * d, tokenStride: d, tokens: nq),
-                            k: AttentionOperand(base: kp, batchStride: heads * nk * d, headStride: nk * d, tokenStride: d, tokens: nk),
-                            v: AttentionOperand(base: vp, batchStride: heads * nk * d, headStride: nk * d, tokenStride: d, tokens: nk),
-                            out: op, outBatchStride: heads * nq * d, outHeadStride: nq * d, outTokenStride: d,
-                            batch: batch, heads: heads, headDim: d,
-                            keyValueSource: Array(0..<batch), keyValueBatches: batch, causal: false, hook: hook)
+                            AttentionOperand(base: qp, batchStride: heads * nq * d, headStride: nq * d, tokenStride: d, tokens: nq),
+                            AttentionOperand(base: kp, batchStride: heads * nk * d, headStride: nk * d, tokenStride: d, tokens: nk),
+                            AttentionOperand(base: vp, batchStride: heads * nk * d, headStride: nk * d, tokenStride: d, tokens: nk),
+                            AttentionOutput(base: op, batchStride: heads * nq * d, headStride: nq * d, tokenStride: d),
+                            AttentionShape(batch: batch, heads: heads, headDim: d, keyValueSource: Array(0..<batch),
+                                           keyValueBatches: batch, causal: false),
+                            hook)
                     }
                 }
             }
@@ -115,48 +117,74 @@ public enum Attention {
     /// S = (1/√d)·Q_blk·Kᵀ (sgemm into scratch [rows, Nk]), row softmax, hook, O_blk = P·V (sgemm
     /// straight into the output at its strides). Scratch is one score block per thread, whatever
     /// the batch size or token count.
-    static func run(
-        q: AttentionOperand, k: AttentionOperand, v: AttentionOperand,
-        out: UnsafeMutablePointer<Float>, outBatchStride: Int, outHeadStride: Int, outTokenStride: Int,
-        batch: Int, heads: Int, headDim d: Int,
-        keyValueSource: [Int], keyValueBatches: Int, causal: Bool, hook: AttentionProbabilityHook?
-    ) {
-        precondition(keyValueSource.count == batch && keyValueSource.allSatisfy { (0..<keyValueBatches).contains($0) },
-                     "attention: keyValueSource \(keyValueSource) does not fit \(keyValueBatches) key/value items")
-        let nq = q.tokens, nk = k.tokens
-        let block = rowBlock(keys: nk, queries: nq, batch: batch, threads: ComputePool.shared.threadCount)
+    static func run(_ q: AttentionOperand, _ k: AttentionOperand, _ v: AttentionOperand, _ out: AttentionOutput,
+                    _ shape: AttentionShape, _ hook: AttentionProbabilityHook?) {
+        let nq = q.tokens, nk = k.tokens, d = shape.headDim
+        let block = rowBlock(keys: nk, queries: nq, batch: shape.batch, threads: ComputePool.shared.threadCount)
         let blocks = (nq + block - 1) / block
-        let scale = 1 / Float(d).squareRoot()
-        let hooked = (0..<batch).map { b in hook?.appliesTo(b) ?? false }
-        ComputePool.shared.parallelFor(batch * blocks) { item, scratch in
+        let hooked = shape.hooked(by: hook)
+        ComputePool.shared.parallelFor(shape.batch * blocks) { item, scratch in
             let b = item / blocks
             let first = (item % blocks) * block
             let rows = min(block, nq - first)
             let scores = scratch.floats(rows * nk)
-            let source = keyValueSource[b]
-            for h in 0..<heads {
+            let source = shape.keyValueSource[b]
+            for h in 0..<shape.heads {
                 let qBlock = q.at(batch: b, head: h) + first * q.tokenStride
                 // [rows, d] × [Nk, d]ᵀ → [rows, Nk]; the 1/√d scale is applied inside the softmax.
                 Gemm.sgemmSerial(qBlock, .normal, lda: q.tokenStride, k.at(batch: source, head: h), .transposed,
                                  ldb: k.tokenStride, scores, ldc: nk, m: rows, n: nk, k: d)
-                if causal {
-                    for r in 0..<rows {
-                        let visible = min(nk, first + r + 1)
-                        RowSoftmax.apply(scores + r * nk, rows: 1, width: visible, stride: nk, scale: scale)
-                        (scores + r * nk + visible).initialize(repeating: 0, count: nk - visible)
-                    }
-                } else {
-                    RowSoftmax.apply(scores, rows: rows, width: nk, stride: nk, scale: scale)
-                }
-                if hooked[b], let hook {
-                    hook.transform(AttentionProbabilities(batch: b, head: h, firstRow: first, rowCount: rows,
-                                                          keyCount: nk, rows: scores))
-                }
+                shape.probabilities(scores, batch: b, head: h, firstRow: first, rows: rows, keys: nk, hook: hooked[b] ? hook : nil)
                 // [rows, Nk] × [Nk, d] → [rows, d] at the output's strides.
-                let o = out + b * outBatchStride + h * outHeadStride + first * outTokenStride
                 Gemm.sgemmSerial(scores, .normal, lda: nk, v.at(batch: source, head: h), .normal, ldb: v.tokenStride,
-                                 o, ldc: outTokenStride, m: rows, n: d, k: nk)
+                                 out.at(batch: b, head: h) + first * out.tokenStride, ldc: out.tokenStride, m: rows, n: d, k: nk)
             }
         }
+    }
+}
+
+/// Where the attention output goes: element (b, h, t, i) at base + b·batchStride + h·headStride + t·tokenStride + i.
+struct AttentionOutput {
+    let base: UnsafeMutablePointer<Float>
+    let batchStride, headStride, tokenStride: Int
+
+    func at(batch: Int, head: Int) -> UnsafeMutablePointer<Float> { base + batch * batchStride + head * headStride }
+}
+
+/// The sizes and options of one attention call, and the steps between the two products that both
+/// precisions share.
+struct AttentionShape {
+    let batch, heads, headDim: Int
+    let keyValueSource: [Int]
+    let keyValueBatches: Int
+    let causal: Bool
+
+    init(batch: Int, heads: Int, headDim: Int, keyValueSource: [Int], keyValueBatches: Int, causal: Bool) {
+        precondition(keyValueSource.count == batch && keyValueSource.allSatisfy { (0..<keyValueBatches).contains($0) },
+                     "attention: keyValueSource \(keyValueSource) does not fit \(keyValueBatches) key/value items")
+        (self.batch, self.heads, self.headDim, self.keyValueSource, self.keyValueBatches, self.causal) =
+            (batch, heads, headDim, keyValueSource, keyValueBatches, causal)
+    }
+
+    var scale: Float { 1 / Float(headDim).squareRoot() }
+
+    func hooked(by hook: AttentionProbabilityHook?) -> [Bool] {
+        (0..<batch).map { b in hook?.appliesTo(b) ?? false }
+    }
+
+    /// Scores [rows, keys] → probabilities in place: scaled row softmax (causal rows see keys
+    /// 0...row only, the rest exactly 0), then the hook, if it applies to this item.
+    func probabilities(_ scores: UnsafeMutablePointer<Float>, batch b: Int, head h: Int, firstRow first: Int, rows: Int,
+                       keys nk: Int, hook: AttentionProbabilityHook?) {
+        if causal {
+            for r in 0..<rows {
+                let visible = min(nk, first + r + 1)
+                RowSoftmax.apply(scores + r * nk, rows: 1, width: visible, stride: nk, scale: scale)
+                (scores + r * nk + visible).initialize(repeating: 0, count: nk - visible)
+            }
+        } else {
+            RowSoftmax.apply(scores, rows: rows, width: nk, stride: nk, scale: scale)
+        }
+        hook?.transform(AttentionProbabilities(batch: b, head: h, firstRow: first, rowCount: rows, keyCount: nk, rows: scores))
     }
 }

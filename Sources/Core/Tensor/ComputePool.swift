@@ -143,6 +143,8 @@ public final class ComputePool: @unchecked Sendable {
 public final class WorkerScratch {
     private var storage: UnsafeMutablePointer<Float>?
     private var capacity = 0
+    private var wordStorage: UnsafeMutablePointer<UInt32>?
+    private var wordCapacity = 0
 
     /// A buffer of at least `count` floats, valid until the next call on this scratch. Contents are
     /// unspecified.
@@ -155,5 +157,19 @@ public final class WorkerScratch {
         return fresh
     }
 
-    deinit { storage?.deallocate() }
+    /// A second buffer, of at least `count` 32-bit words (packed bf16 pairs), independent of
+    /// `floats`; same validity rules.
+    public func words(_ count: Int) -> UnsafeMutablePointer<UInt32> {
+        if let wordStorage, wordCapacity >= count { return wordStorage }
+        wordStorage?.deallocate()
+        wordCapacity = max(count, wordCapacity * 3 / 2)
+        let fresh = UnsafeMutablePointer<UInt32>.allocate(capacity: max(wordCapacity, 1))
+        wordStorage = fresh
+        return fresh
+    }
+
+    deinit {
+        storage?.deallocate()
+        wordStorage?.deallocate()
+    }
 }

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import CKernels
 
 /// Zero padding on each side of a feature map, in pixels.
 public struct Padding2D: Equatable, Sendable {
@@ -23,11 +19,29 @@ extension Tensor {
     /// [Cin·kh·kw, panel]) into its thread's scratch and multiplies it by W[Cout, Cin·kh·kw] with a
     /// single-threaded sgemm, so the panels of both threads run independently and stay in cache.
     public func conv2d(weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Padding2D = .uniform(0)) -> Tensor {
-        OpProfile.measure((weight.rank == 4 && weight.shape[2] == 1 ? "conv1x1" : "conv3x3") as StaticString) {
-            precondition(rank == 4 && weight.rank == 4, "conv2d needs x [B,C,H,W] and weight [O,C,kh,kw]")
+        precondition(weight.rank == 4, "conv2d needs weight [O,C,kh,kw]")
+        return weight.withUnsafePointer { wt in
+            convolve(.fp32(wt), weightShape: weight.shape, bias: bias, stride: stride, padding: padding)
+        }
+    }
+
+    /// The same convolution with bf16 products (docs/PERFORMANCE.md, "Precision"): `packed` holds
+    /// the [Cout, Cin·k·k] weight as the rows operand (`PackedBF16(rowsOf:)`); the unfolded input
+    /// is packed per panel, and the accumulation is float.
+    public func conv2d(packed: PackedBF16, kernel: Int, bias: Tensor?, stride: Int = 1, padding: Padding2D = .uniform(0)) -> Tensor {
+        precondition(rank == 4 && packed.depth == shape[1] * kernel * kernel,
+                     "conv2d: packed weight of depth \(packed.depth) does not fit input \(shape) with kernel \(kernel)")
+        return withExtendedLifetime(packed) {
+            convolve(.bf16(packed.layout), weightShape: [packed.lines, shape[1], kernel, kernel], bias: bias, stride: stride, padding: padding)
+        }
+    }
+
+    private func convolve(_ product: ConvGeometry.Product, weightShape: [Int], bias: Tensor?, stride: Int, padding: Padding2D) -> Tensor {
+        OpProfile.measure((weightShape[2] == 1 ? "conv1x1" : "conv3x3") as StaticString) {
+            precondition(rank == 4, "conv2d needs x [B,C,H,W]")
             let (batch, cin, h, w) = (shape[0], shape[1], shape[2], shape[3])
-            let (cout, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
-            precondition(weight.shape[1] == cin, "conv2d: weight \(weight.shape) does not fit input \(shape)")
+            let (cout, kh, kw) = (weightShape[0], weightShape[2], weightShape[3])
+            precondition(weightShape[1] == cin, "conv2d: weight \(weightShape) does not fit input \(shape)")
             precondition(bias.map { $0.shape == [cout] } ?? true, "conv2d: bias must be [\(cout)]")
             let ho = (h + padding.top + padding.bottom - kh) / stride + 1
             let wo = (w + padding.left + padding.right - kw) / stride + 1
@@ -36,13 +50,11 @@ extension Tensor {
                                         padding: padding, ho: ho, wo: wo)
             var out = Tensor(uninitializedShape: [batch, cout, ho, wo])
             withUnsafePointer { x in
-                weight.withUnsafePointer { wt in
-                    out.withUnsafeMutablePointer { y in
-                        let biasPointer = bias.map { $0.storage.pointer }
-                        withExtendedLifetime(bias) {
-                            geometry.run(x: x, weight: wt, bias: biasPointer.map { UnsafePointer($0) },
-                                         out: y, batch: batch, cout: cout)
-                        }
+                out.withUnsafeMutablePointer { y in
+                    let biasPointer = bias.map { $0.storage.pointer }
+                    withExtendedLifetime(bias) {
+                        geometry.run(x: x, product: product, bias: biasPointer.map { UnsafePointer($0) },
+                                     out: y, batch: batch, cout: cout)
                     }
                 }
             }
@@ -53,6 +65,12 @@ extension Tensor {
 
 /// Shapes of one convolution and the im2col + sgemm schedule for it.
 struct ConvGeometry {
+    /// The weight side of the product: float [Cout, K] for sgemm, or packed bf16 rows.
+    enum Product {
+        case fp32(UnsafePointer<Float>)
+        case bf16(xattn_bf16_packed)
+    }
+
     let cin, h, w, kh, kw, stride: Int
     let padding: Padding2D
     let ho, wo: Int
@@ -63,37 +81,62 @@ struct ConvGeometry {
         kh == 1 && kw == 1 && stride == 1 && padding == .uniform(0)
     }
 
-    func run(x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+    func run(x: UnsafePointer<Float>, product: Product, bias: UnsafePointer<Float>?,
              out: UnsafeMutablePointer<Float>, batch: Int, cout: Int) {
         let pool = ComputePool.shared
         let n = positions
         let minimumPanel = 64
-        if isPointwise || n / pool.preferredSplit < minimumPanel {
-            runWholeImages(x: x, weight: weight, bias: bias, out: out, batch: batch, cout: cout)
+        let packsPanels: Bool
+        if case .bf16 = product { packsPanels = true } else { packsPanels = false }
+        // sgemm reads a pointwise input in place; the bf16 path packs it per panel like any other.
+        if (isPointwise && !packsPanels) || n / pool.preferredSplit < minimumPanel {
+            runWholeImages(x: x, product: product, bias: bias, out: out, batch: batch, cout: cout)
             return
         }
-        // Panels: at least one per thread, and unfolded panels of at most ~4 MB.
+        // Panels: at least one per thread, and unfolded panels of at most ~4 MB; multiples of 32
+        // keep both kernels' register tiles full.
         let byMemory = (k * n * 4 + (4 << 20) - 1) / (4 << 20)
         let perImage = roundUp(max(pool.preferredSplit, byMemory), pool.preferredSplit)
-        let panel = roundUp((n + perImage - 1) / perImage, 16)
+        let panel = roundUp((n + perImage - 1) / perImage, 32)
         let panels = (n + panel - 1) / panel
         pool.parallelFor(batch * panels) { item, scratch in
             let image = item / panels
             let start = (item % panels) * panel
             let size = min(panel, n - start)
-            let columns = scratch.floats(k * size)
-            unfold(x + image * cin * h * w, into: columns, start: start, count: size)
+            let source = x + image * cin * h * w
             let y = out + image * cout * n + start
             fillBias(bias, y, rows: cout, count: size, stride: n)
-            // [Cout, K] × [K, size] → [Cout, size] at row stride n.
-            Gemm.sgemmSerial(weight, .normal, lda: k, columns, .normal, ldb: size, y, ldc: n,
-                             m: cout, n: size, k: k, beta: bias == nil ? 0 : 1)
+            let columns: UnsafePointer<Float>, ldb: Int
+            if isPointwise {
+                (columns, ldb) = (source + start, n)
+            } else {
+                let unfolded = scratch.floats(k * size)
+                unfold(source, into: unfolded, start: start, count: size)
+                (columns, ldb) = (UnsafePointer(unfolded), size)
+            }
+            multiply(product, columns, ldb: ldb, size: size, into: y, ldc: n, cout: cout, accumulate: bias != nil, scratch: scratch)
+        }
+    }
+
+    /// y[Cout, size] (=|+=) W · columns[K, size] on this thread.
+    private func multiply(_ product: Product, _ columns: UnsafePointer<Float>, ldb: Int, size: Int,
+                          into y: UnsafeMutablePointer<Float>, ldc: Int, cout: Int, accumulate: Bool, scratch: WorkerScratch) {
+        switch product {
+        case let .fp32(weight):
+            Gemm.sgemmSerial(weight, .normal, lda: k, columns, .normal, ldb: ldb, y, ldc: ldc,
+                             m: cout, n: size, k: k, beta: accumulate ? 1 : 0)
+        case let .bf16(weight):
+            var packed = BF16Gemm.layout(lines: size, depth: k, side: .columns,
+                                         words: scratch.words(BF16Gemm.words(lines: size, depth: k, side: .columns)))
+            xattn_bf16_pack(columns, 1, ldb, &packed, 0, Int32(size))
+            BF16Gemm.multiplySerial(weight, packed, aPanels: 0..<BF16Gemm.panels(weight), bPanels: 0..<BF16Gemm.panels(packed),
+                                    c: y, ldc: ldc, accumulate: accumulate)
         }
     }
 
     /// Small maps (8×8 in SD's deepest level) or 1×1 convolutions: unfold the whole image once,
     /// then one pool-split product per image (split along Cout when the map is narrow).
-    private func runWholeImages(x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+    private func runWholeImages(x: UnsafePointer<Float>, product: Product, bias: UnsafePointer<Float>?,
                                 out: UnsafeMutablePointer<Float>, batch: Int, cout: Int) {
         let n = positions
         let columns: UnsafeMutablePointer<Float>? = isPointwise ? nil : .allocate(capacity: k * n)
@@ -108,8 +151,16 @@ struct ConvGeometry {
             }
             let y = out + image * cout * n
             fillBias(bias, y, rows: cout, count: n, stride: n)
-            Gemm.sgemm(weight, .normal, lda: k, columns.map { UnsafePointer($0) } ?? source, .normal, ldb: n,
-                       y, ldc: n, m: cout, n: n, k: k, beta: bias == nil ? 0 : 1)
+            let input = columns.map { UnsafePointer($0) } ?? source
+            switch product {
+            case let .fp32(weight):
+                Gemm.sgemm(weight, .normal, lda: k, input, .normal, ldb: n,
+                           y, ldc: n, m: cout, n: n, k: k, beta: bias == nil ? 0 : 1)
+            case let .bf16(weight):
+                let packed = PackedBF16(source: input, lineStride: 1, depthStride: n, lines: n, depth: k, side: .columns)
+                BF16Gemm.multiply(weight, packed.layout, c: y, ldc: n, accumulate: bias != nil)
+                withExtendedLifetime(packed) {}
+            }
         }
     }
 

@@ -46,8 +46,10 @@ struct CLIPEncoderLayer: Sendable {
     let q, k, v, out, fc1, fc2: LinearLayer
     let heads: Int
     let quickGelu: Bool
+    let precision: Precision
 
     init(_ w: WeightScope, config: CLIPTextConfig) throws {
+        precision = w.precision
         let d = config.hiddenSize
         norm1 = try LayerNormLayer(w.scope("layer_norm1"), dim: d, eps: config.layerNormEps)
         q = try LinearLayer(w.scope("self_attn.q_proj"), in: d, out: d)
@@ -65,7 +67,7 @@ struct CLIPEncoderLayer: Sendable {
     func callAsFunction(_ x: Tensor) -> Tensor {
         var h = x
         let n = norm1(h)
-        h.add(out(Attention.attention(q: q(n), k: k(n), v: v(n), heads: heads, causal: true)))
+        h.add(out(Attention.attention(q: q(n), k: k(n), v: v(n), heads: heads, causal: true, precision: precision)))
         let hidden = fc1(norm2(h))
         h.add(fc2(quickGelu ? hidden.quickGelu() : hidden.gelu()))
         return h

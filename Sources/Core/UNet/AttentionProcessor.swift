@@ -31,15 +31,16 @@ public struct AttentionSite: Hashable, Sendable, CustomStringConvertible {
 /// attention layer with the layer's site; the model itself stays immutable and shared, and a
 /// processor is a value passed per forward call (the seam cross-image attention plugs into).
 public protocol AttentionProcessor {
-    /// q: [B, Nq, H·d]; k, v: [B, Nk, H·d] → [B, Nq, H·d] (before the output projection).
-    func attend(q: Tensor, k: Tensor, v: Tensor, heads: Int, site: AttentionSite) -> Tensor
+    /// q: [B, Nq, H·d]; k, v: [B, Nk, H·d] → [B, Nq, H·d] (before the output projection), its
+    /// products in `precision`.
+    func attend(q: Tensor, k: Tensor, v: Tensor, heads: Int, site: AttentionSite, precision: Precision) -> Tensor
 }
 
 /// softmax(Q·Kᵀ/√d)·V per head: what diffusers computes by default.
 public struct PlainAttention: AttentionProcessor {
     public init() {}
 
-    public func attend(q: Tensor, k: Tensor, v: Tensor, heads: Int, site: AttentionSite) -> Tensor {
-        Attention.attention(q: q, k: k, v: v, heads: heads)
+    public func attend(q: Tensor, k: Tensor, v: Tensor, heads: Int, site: AttentionSite, precision: Precision) -> Tensor {
+        Attention.attention(q: q, k: k, v: v, heads: heads, precision: precision)
     }
 }

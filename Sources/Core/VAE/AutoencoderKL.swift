@@ -53,8 +53,10 @@ public struct VAEConfig: Decodable, Equatable, Sendable {
 struct VAEAttention: Sendable {
     let norm: GroupNormLayer
     let toQ, toK, toV, toOut: LinearLayer
+    let precision: Precision
 
     init(_ w: WeightScope, channels: Int, groups: Int) throws {
+        precision = w.precision
         norm = try GroupNormLayer(w.scope("group_norm"), channels: channels, groups: groups, eps: 1e-6)
         toQ = try LinearLayer(w.scope("to_q"), in: channels, out: channels)
         toK = try LinearLayer(w.scope("to_k"), in: channels, out: channels)
@@ -66,7 +68,7 @@ struct VAEAttention: Sendable {
     func callAsFunction(_ x: Tensor) -> Tensor {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let tokens = norm(x).reshaped([b, c, h * w]).transposedLastTwo()  // [B, H·W, C]
-        let attended = Attention.attention(q: toQ(tokens), k: toK(tokens), v: toV(tokens), heads: 1)
+        let attended = Attention.attention(q: toQ(tokens), k: toK(tokens), v: toV(tokens), heads: 1, precision: precision)
         var out = toOut(attended).transposedLastTwo().reshaped([b, c, h, w])
         out.add(x)
         return out

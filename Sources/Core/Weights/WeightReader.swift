@@ -10,6 +10,8 @@ public enum ModelLoadError: Error, Equatable, CustomStringConvertible {
     case tokenizer(path: String, detail: String)
     /// Two components that load on their own but do not fit together.
     case inconsistent(first: String, second: String, detail: String)
+    /// A precision this CPU cannot run (bf16 without AVX512-BF16).
+    case unsupportedPrecision(String)
 
     public var description: String {
         switch self {
@@ -32,6 +34,8 @@ public enum ModelLoadError: Error, Equatable, CustomStringConvertible {
             return "\(path): tokenizer: \(detail)"
         case let .inconsistent(first, second, detail):
             return first == second ? "\(first): \(detail)" : "\(first) does not fit \(second): \(detail)"
+        case let .unsupportedPrecision(name):
+            return "precision \(name) needs a CPU with AVX512-BF16, which this one lacks; use fp32 (or auto)"
         }
     }
 }
@@ -54,12 +58,16 @@ public protocol TensorSource: AnyObject {
 public final class WeightReader {
     let source: TensorSource
     let component: String
+    /// The precision products load their weights for (docs/PERFORMANCE.md, "Precision").
+    public let precision: Precision
     private(set) var taken: Set<String> = []
     /// Names the model does not use but which real checkpoints carry (e.g. CLIP's position_ids).
     let ignorable: (String) -> Bool
 
-    public init(source: TensorSource, component: String, ignorable: @escaping (String) -> Bool = { _ in false }) {
+    public init(source: TensorSource, component: String, precision: Precision = .fp32,
+                ignorable: @escaping (String) -> Bool = { _ in false }) {
         self.source = source
+        self.precision = precision
         self.component = component
         self.ignorable = ignorable
     }
@@ -97,6 +105,9 @@ public final class WeightReader {
 public struct WeightScope {
     let reader: WeightReader
     let prefix: String
+
+    /// The precision the products of this component are loaded for.
+    public var precision: Precision { reader.precision }
 
     public func take(_ name: String, _ shape: [Int]) throws -> Tensor {
         try reader.take(prefix.isEmpty ? name : prefix + "." + name, shape)

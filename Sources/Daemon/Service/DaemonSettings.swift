@@ -5,6 +5,9 @@ import Wire
 package struct DaemonSettings: Equatable {
     package var model: String?
     package var tokenizer: String?
+    /// The form the model's weights are loaded in, and so every job's products (auto: bf16 where
+    /// the CPU has AVX512-BF16, else fp32).
+    package var precision = PrecisionChoice.auto
     package var stateDirectory = "/var/lib/xattnd"
     package var socket = "/run/xattnd.sock"
     package var socketGroup: String?
@@ -33,12 +36,19 @@ package struct DaemonSettings: Equatable {
 
     /// Settings that only a restart can change (the model stays loaded, the socket stays bound).
     static let restartOnly: [(String, @Sendable (DaemonSettings) -> String?)] = [
-        ("model", { $0.model }), ("tokenizer", { $0.tokenizer }), ("state_dir", { $0.stateDirectory }),
+        ("model", { $0.model }), ("tokenizer", { $0.tokenizer }), ("precision", { $0.precision.rawValue }), ("state_dir", { $0.stateDirectory }),
         ("socket", { $0.socket }), ("socket_group", { $0.socketGroup }), ("cache", { "\($0.cache)" }), ("cache_dir", { $0.cacheDirectory }),
         ("folder", { "\($0.folders)" }),
     ]
 
     package struct Invalid: Error, CustomStringConvertible { package let description: String }
+
+    static func precision(_ text: String, _ name: String) throws -> PrecisionChoice {
+        guard let choice = PrecisionChoice(rawValue: text) else {
+            throw Invalid(description: "\(name) must be one of \(PrecisionChoice.allCases.map(\.rawValue).joined(separator: ", ")), got '\(text)'")
+        }
+        return choice
+    }
 
     /// Values from a TOML configuration file; unknown keys are errors (typos must not pass).
     mutating func apply(toml text: String, path: String) throws {
@@ -49,6 +59,7 @@ package struct DaemonSettings: Equatable {
             switch key {
             case "model": model = try field.string()
             case "tokenizer": tokenizer = try field.string()
+            case "precision": precision = try Self.precision(try field.string(), "\(path): precision")
             case "state_dir": stateDirectory = try field.string()
             case "socket": socket = try field.string()
             case "socket_group": socketGroup = try field.string()
@@ -90,6 +101,7 @@ package struct DaemonSettings: Equatable {
         }
         if let v = o.model { model = v }
         if let v = o.tokenizer { tokenizer = v }
+        if let v = o.precision { precision = try Self.precision(v, "--precision") }
         if let v = o.stateDirectory { stateDirectory = v }
         if let v = o.socket { socket = v }
         if let v = o.socketGroup { socketGroup = v }

@@ -2,6 +2,17 @@ import Core
 import Foundation
 import Wire
 
+extension PrecisionChoice {
+    /// The engine's precision: auto is the fastest this CPU runs.
+    package var resolved: Precision {
+        switch self {
+        case .auto: return Precision.fastest
+        case .fp32: return .fp32
+        case .bf16: return .bf16
+        }
+    }
+}
+
 /// Between the wire's job types and the engine's.
 package enum JobConversion {
     /// ISO 8601 in UTC ("2026-11-26T22:57:50Z"). A format style is a value, safe on every thread
@@ -41,13 +52,20 @@ package enum JobConversion {
         if let r = try range(p.crossAttnRange0, "cross-attn-range-0") { o.crossAttentionRange0 = r }
         if let r = try range(p.crossAttnRange1, "cross-attn-range-1") { o.crossAttentionRange1 = r }
         if let r = try range(p.adainRange, "adain-range") { o.adainRange = r }
+        if let v = p.precision {
+            guard let choice = PrecisionChoice(rawValue: v) else {
+                throw TransferError.invalidOption(option: "precision", reason: "must be one of \(PrecisionChoice.allCases.map(\.rawValue).joined(separator: ", ")), got '\(v)'")
+            }
+            o.precision = choice == .auto ? nil : Precision(rawValue: choice.rawValue)
+        }
         try o.validate()
         return o
     }
 
-    /// Engine options → the wire's shape, every option filled in (what the job actually ran with):
+    /// Engine options → the wire's shape, every option filled in (what the job actually ran with,
+    /// `precision` the model's when the job said auto):
     /// the sidecar speaks the same dialect as `job.submit` and `options.json`.
-    static func parameters(_ o: TransferOptions) -> TransferParameters {
+    static func parameters(_ o: TransferOptions, ranIn precision: Precision) -> TransferParameters {
         var p = TransferParameters()
         (p.domain, p.prompt, p.objectNoun, p.seed) = (o.domain, o.resolvedPrompt, o.resolvedObjectNoun, o.seed)
         (p.timesteps, p.skip, p.maskedAdain) = (o.timesteps, o.skip, o.maskedAdaIN)
@@ -55,6 +73,7 @@ package enum JobConversion {
         p.crossAttnRange0 = [o.crossAttentionRange0.start, o.crossAttentionRange0.end]
         p.crossAttnRange1 = [o.crossAttentionRange1.start, o.crossAttentionRange1.end]
         p.adainRange = [o.adainRange.start, o.adainRange.end]
+        p.precision = precision.rawValue
         return p
     }
 }

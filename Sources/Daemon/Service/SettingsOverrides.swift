@@ -1,7 +1,7 @@
 /// What `xattnd run`'s flags set; nil leaves the configuration file's value (or the default).
 /// Checked against the same bounds as the file's keys (DaemonSettings.Bounds).
 package struct SettingsOverrides: Equatable, Sendable {
-    package var model, tokenizer, stateDirectory, socket, socketGroup, adminGroup, cacheDirectory, jobVisibility: String?
+    package var model, tokenizer, precision, stateDirectory, socket, socketGroup, adminGroup, cacheDirectory, jobVisibility: String?
     package var queueLimit, maximumFrameSize, maxAttempts, idleTimeout, maxConnections, maxBufferedBytes, frameTimeout, storeMaxBytes: Int?
     package var noCache = false
 

@@ -187,7 +187,7 @@ package final class Worker: @unchecked Sendable {
         let png = resultsDirectory + "/\(job.id).png"
         try PNGLibrary.encode(ImagePreprocessing.image(from: result.image)).write(to: URL(fileURLWithPath: png), options: .atomic)
         let sidecar: [String: JSONValue] = [
-            "job": .string(job.id), "options": (try? JSONValue(encoding: JobConversion.parameters(options))) ?? .null, "seed": .integer(Int(clamping: options.seed)),
+            "job": .string(job.id), "options": (try? JSONValue(encoding: JobConversion.parameters(options, ranIn: model.precision))) ?? .null, "seed": .integer(Int(clamping: options.seed)),
             "model": .string(model.identity), "modelPath": .string(model.path), "unetPasses": .integer(result.unetPasses),
             "seconds": .object(result.secondsPerPhase.mapValues { .number($0) }), "warnings": .array(result.warnings.map { .string($0) }),
             "inputHash": .string(job.inputHash),

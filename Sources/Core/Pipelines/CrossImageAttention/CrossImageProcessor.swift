@@ -44,7 +44,7 @@ public final class CrossImageProcessor: AttentionProcessor {
         }
     }
 
-    public func attend(q: Tensor, k: Tensor, v: Tensor, heads: Int, site: AttentionSite) -> Tensor {
+    public func attend(q: Tensor, k: Tensor, v: Tensor, heads: Int, site: AttentionSite, precision: Precision) -> Tensor {
         precondition(q.shape[0] == batch.size, "generation batch of \(batch.size) expected, got \(q.shape[0])")
         let swap = swaps(at: site)
         var source = Array(0..<batch.size)
@@ -54,7 +54,7 @@ public final class CrossImageProcessor: AttentionProcessor {
         }
         let recording = recorder?.records(site) ?? false
         guard swap || recording else {
-            return Attention.attention(q: q, k: k, v: v, heads: heads, keyValueSource: source)
+            return Attention.attention(q: q, k: k, v: v, heads: heads, keyValueSource: source, precision: precision)
         }
         let (a, s) = (batch.appearanceIndex, batch.structureIndex)
         let strength = options.contrastStrength
@@ -66,7 +66,7 @@ public final class CrossImageProcessor: AttentionProcessor {
                 recorder.accumulate(block, site: site, item: block.batch == a ? 0 : 1, heads: heads)
             }
         }
-        return Attention.attention(q: q, k: k, v: v, heads: heads, keyValueSource: source, hook: hook)
+        return Attention.attention(q: q, k: k, v: v, heads: heads, keyValueSource: source, precision: precision, hook: hook)
     }
 
     /// P' = clamp((P − 1/N)·s + 1/N, 0, 1), rows not renormalised. The reference subtracts each

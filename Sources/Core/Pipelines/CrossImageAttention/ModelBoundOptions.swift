@@ -7,6 +7,11 @@ extension TransferOptions {
     public func validate(for model: StableDiffusionModel, schedule: NoiseSchedule) throws {
         try validate()
         try validate(schedule: schedule)
+        if let precision, precision != model.precision {
+            throw TransferError.invalidOption(
+                option: "precision",
+                reason: "'\(precision.rawValue)' asked, but the model is loaded in \(model.precision.rawValue); use 'auto', or load the model in \(precision.rawValue) (xattnd's `precision` setting)")
+        }
         if maskedAdaIN { _ = try objectNounPositions(tokenizer: model.tokenizer) }
     }
 

@@ -42,6 +42,10 @@ public struct TransferOptions: Equatable, Codable, Sendable {
     public var swapGuidanceScale: Float = 3.5
     public var contrastStrength: Float = 1.67
     public var inversionGuidanceScale: Float = 3.5
+    /// The products' precision the job asks for; nil (auto) takes the loaded model's. The model's
+    /// weights are held in one form, so a job asking for another is refused by
+    /// `validate(for:schedule:)` (docs/PERFORMANCE.md, "Precision").
+    public var precision: Precision?
 
     public init() {}
 

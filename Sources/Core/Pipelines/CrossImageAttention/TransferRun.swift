@@ -97,7 +97,7 @@ struct TransferRun {
             throw TransferError.invalidNoise(detail: "expected [\(options.timesteps)] + \(latentShape), got \(injected.shape)")
         }
         let key = injected == nil ? cache.map { _ in
-            InversionCache.key(image: image, prompt: options.resolvedPrompt, options: options, stream: stream, model: model.identity)
+            InversionCache.key(image: image, prompt: options.resolvedPrompt, options: options, stream: stream, model: model.computationIdentity)
         } : nil
         if let cache, let key,
            let hit = cache.load(key, xSkipShape: latentShape, zsShape: [options.timesteps - options.skip] + latentShape) { return hit }

@@ -1,0 +1,210 @@
+import CKernels
+
+/// The arithmetic of the engine's products (docs/PERFORMANCE.md, "Precision"). `fp32` is exact to
+/// the reference; `bf16` rounds both operands of every GEMM, convolution and attention product to
+/// bfloat16 and accumulates in float (vdpbf16ps); everything outside the products stays float.
+public enum Precision: String, Sendable, Codable, CaseIterable {
+    case fp32, bf16
+
+    /// Whether this CPU runs the bf16 kernels (AVX512-BF16, probed once by CPUID).
+    public static var bf16IsSupported: Bool { xattn_cpu_has_avx512_bf16() != 0 }
+
+    /// The fastest precision this CPU runs: bf16 where supported, fp32 elsewhere.
+    public static var fastest: Precision { bf16IsSupported ? .bf16 : .fp32 }
+}
+
+/// One operand of bf16 products in the kernels' packed layout (xattn_kernels.h): the rows of A
+/// (`.rows`, panels of 14) or the columns of B (`.columns`, panels of 32), pairs of the shared depth
+/// interleaved. Owns its memory; weights are packed once at load.
+public final class PackedBF16: @unchecked Sendable {
+    public enum Side: Sendable {
+        case rows, columns
+        var width: Int { self == .rows ? XATTN_BF16_MR : XATTN_BF16_NR }
+    }
+
+    let layout: xattn_bf16_packed
+    public let side: Side
+    public var lines: Int { Int(layout.lines) }
+    public var depth: Int { Int(layout.depth) }
+    var panels: Int { (lines + side.width - 1) / side.width }
+    /// Resident bytes.
+    public var byteCount: Int { BF16Gemm.words(lines: lines, depth: depth, side: side) * 4 }
+
+    /// Room for an operand, packed later by `pack`.
+    public init(lines: Int, depth: Int, side: Side) {
+        let count = BF16Gemm.words(lines: lines, depth: depth, side: side)
+        let words = UnsafeMutablePointer<UInt32>.allocate(capacity: max(count, 1))
+        layout = xattn_bf16_packed(lines: Int32(lines), depth: Int32(depth), width: Int32(side.width), words: words)
+        self.side = side
+    }
+
+    /// Packs element (line l, depth d) = source[l·lineStride + d·depthStride].
+    public convenience init(source: UnsafePointer<Float>, lineStride: Int, depthStride: Int, lines: Int, depth: Int,
+                            side: Side, pool: ComputePool = .shared) {
+        self.init(lines: lines, depth: depth, side: side)
+        pack(source, lineStride: lineStride, depthStride: depthStride, pool: pool)
+    }
+
+    /// (Re)fills every line from `source`, laid out as in `init(source:…)`.
+    public func pack(_ source: UnsafePointer<Float>, lineStride: Int, depthStride: Int, pool: ComputePool = .shared) {
+        BF16Gemm.pack(source, lineStride: lineStride, depthStride: depthStride, into: layout, pool: pool)
+    }
+
+    /// A weight in PyTorch's [out, in, …] layout as the A operand of `W · X` (convolutions): rows
+    /// are output channels, depth is everything else.
+    public convenience init(rowsOf weight: Tensor) {
+        let rows = weight.dim(0), depth = weight.count / max(weight.dim(0), 1)
+        self.init(source: weight.storage.pointer, lineStride: depth, depthStride: 1, lines: rows, depth: depth, side: .rows)
+        withExtendedLifetime(weight) {}
+    }
+
+    /// A [out, in] weight as the B operand of `X · Wᵀ` (linear layers): columns are outputs.
+    public convenience init(transposedColumnsOf weight: Tensor) {
+        let outputs = weight.dim(0), inputs = weight.dim(1)
+        self.init(source: weight.storage.pointer, lineStride: inputs, depthStride: 1, lines: outputs, depth: inputs, side: .columns)
+        withExtendedLifetime(weight) {}
+    }
+
+    deinit { layout.words.deallocate() }
+}
+
+/// bf16 GEMM on packed operands, split over the compute pool.
+public enum BF16Gemm {
+    /// The bits of `x` rounded to bfloat16 as the kernels round it (nearest, ties to even).
+    public static func roundToBF16(_ x: Float) -> UInt16 { xattn_bf16_from_float(x) }
+
+    static func words(lines: Int, depth: Int, side: PackedBF16.Side) -> Int {
+        xattn_bf16_packed_words(Int32(lines), Int32(depth), Int32(side.width))
+    }
+
+    static func panels(_ layout: xattn_bf16_packed) -> Int {
+        (Int(layout.lines) + Int(layout.width) - 1) / Int(layout.width)
+    }
+
+    /// A layout over caller-owned memory (a thread's scratch), for operands packed per call.
+    static func layout(lines: Int, depth: Int, side: PackedBF16.Side, words: UnsafeMutablePointer<UInt32>) -> xattn_bf16_packed {
+        xattn_bf16_packed(lines: Int32(lines), depth: Int32(depth), width: Int32(side.width), words: words)
+    }
+
+    /// Packs all of `layout`'s lines, in parallel over panels when there is enough of it.
+    static func pack(_ source: UnsafePointer<Float>, lineStride: Int, depthStride: Int, into layout: xattn_bf16_packed,
+                     pool: ComputePool = .shared) {
+        var target = layout
+        let lines = Int(layout.lines), width = Int(layout.width)
+        let panels = (lines + width - 1) / width
+        let parts = lines * Int(layout.depth) < 1 << 16 ? 1 : min(panels, 4 * pool.preferredSplit)
+        if parts <= 1 {
+            xattn_bf16_pack(source, lineStride, depthStride, &target, 0, Int32(lines))
+            return
+        }
+        let chunk = (panels + parts - 1) / parts
+        pool.parallelFor((panels + chunk - 1) / chunk) { part in
+            var target = layout
+            let first = part * chunk * width, end = min(lines, (part + 1) * chunk * width)
+            xattn_bf16_pack(source, lineStride, depthStride, &target, Int32(first), Int32(end))
+        }
+        _ = target
+    }
+
+    /// C = A·B (or C += A·B) on the calling thread, for A's panels `aPanels` and B's `bPanels`.
+    @inline(__always)
+    static func multiplySerial(_ a: xattn_bf16_packed, _ b: xattn_bf16_packed, aPanels: Range<Int>, bPanels: Range<Int>,
+                               c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, portable: Bool = false) {
+        precondition(a.depth == b.depth, "bf16 product: depths \(a.depth) and \(b.depth) differ")
+        var a = a, b = b
+        func lines(_ p: xattn_bf16_packed, _ r: Range<Int>) -> Int {
+            max(0, min(Int(p.lines), r.upperBound * Int(p.width)) - r.lowerBound * Int(p.width))
+        }
+        OpProfile.addFlops(lines(a, aPanels), lines(b, bPanels), Int(a.depth))
+        let kernel = Precision.bf16IsSupported && !portable ? xattn_bf16_gemm_avx512 : xattn_bf16_gemm_portable
+        kernel(&a, &b, Int32(aPanels.lowerBound), Int32(aPanels.upperBound),
+               Int32(bPanels.lowerBound), Int32(bPanels.upperBound), c, ldc, accumulate ? 1 : 0)
+    }
+
+    /// C[m, n] (=|+=) A·B with A's lines the rows and B's lines the columns, split over the pool
+    /// along the side with more panels. On a CPU without AVX512-BF16 the portable kernel computes
+    /// the same sums, slowly (tests; the engine picks fp32 there).
+    public static func multiply(_ a: PackedBF16, _ b: PackedBF16, c: UnsafeMutablePointer<Float>, ldc: Int,
+                                accumulate: Bool, pool: ComputePool = .shared) {
+        multiply(a.layout, b.layout, c: c, ldc: ldc, accumulate: accumulate, pool: pool)
+        withExtendedLifetime((a, b)) {}
+    }
+
+    static func multiply(_ a: xattn_bf16_packed, _ b: xattn_bf16_packed, c: UnsafeMutablePointer<Float>, ldc: Int,
+                         accumulate: Bool, pool: ComputePool = .shared) {
+        let aPanels = (Int(a.lines) + Int(a.width) - 1) / Int(a.width)
+        let bPanels = (Int(b.lines) + Int(b.width) - 1) / Int(b.width)
+        let flops = Int(a.lines) * Int(b.lines) * Int(a.depth)
+        let threads = pool.preferredSplit
+        if threads == 1 || flops < 1_000_000 {
+            multiplySerial(a, b, aPanels: 0..<aPanels, bPanels: 0..<bPanels, c: c, ldc: ldc, accumulate: accumulate)
+            return
+        }
+        // A few chunks per thread, for balance; chunks are whole panels.
+        let alongA = aPanels >= bPanels
+        let panels = alongA ? aPanels : bPanels
+        let chunk = max(1, panels / (threads * 3))
+        pool.parallelFor((panels + chunk - 1) / chunk) { part in
+            let range = (part * chunk)..<min(panels, (part + 1) * chunk)
+            multiplySerial(a, b, aPanels: alongA ? range : 0..<aPanels, bPanels: alongA ? 0..<bPanels : range,
+                           c: c, ldc: ldc, accumulate: accumulate)
+        }
+    }
+}
+
+extension BF16Gemm {
+    /// C[lines, n] (=|+=) A·B where A's lines come as floats (element (l, d) at
+    /// source[l·lineStride + d·depthStride]) and are packed here, B is packed. Many lines: work items
+    /// of at most 280 lines, each packing its own lines into its thread's scratch; few lines (text
+    /// tokens): pack once, split along B.
+    static func multiply(rowsOf source: UnsafePointer<Float>, lineStride: Int, depthStride: Int, lines: Int,
+                         _ b: xattn_bf16_packed, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
+                         pool: ComputePool = .shared) {
+        let depth = Int(b.depth), width = PackedBF16.Side.rows.width
+        let aPanels = (lines + width - 1) / width
+        let threads = pool.preferredSplit
+        guard aPanels >= 4 * threads else {
+            let a = PackedBF16(source: source, lineStride: lineStride, depthStride: depthStride, lines: lines, depth: depth,
+                               side: .rows, pool: pool)
+            multiply(a.layout, b, c: c, ldc: ldc, accumulate: accumulate, pool: pool)
+            withExtendedLifetime(a) {}
+            return
+        }
+        let chunk = min(20, max(1, aPanels / (3 * threads)))
+        pool.parallelFor((aPanels + chunk - 1) / chunk) { part, scratch in
+            let first = part * chunk * width
+            let count = min(lines - first, chunk * width)
+            var a = layout(lines: count, depth: depth, side: .rows, words: scratch.words(words(lines: count, depth: depth, side: .rows)))
+            xattn_bf16_pack(source + first * lineStride, lineStride, depthStride, &a, 0, Int32(count))
+            multiplySerial(a, b, aPanels: 0..<panels(a), bPanels: 0..<panels(b), c: c + first * ldc, ldc: ldc, accumulate: accumulate)
+        }
+    }
+}
+
+extension Tensor {
+    /// `linear(weight:bias:)` with bf16 products: `packed` holds Wᵀ as the columns operand
+    /// (`PackedBF16(transposedColumnsOf:)`); x is packed per work item; accumulation is float.
+    public func linear(packed weight: PackedBF16, bias: Tensor?) -> Tensor {
+        OpProfile.measure("linear") {
+            let inFeatures = dim(-1), outFeatures = weight.lines
+            precondition(weight.side == .columns && weight.depth == inFeatures,
+                         "linear: packed weight [\(outFeatures), \(weight.depth)] does not fit input \(shape)")
+            let rows = count / max(inFeatures, 1)
+            var out = Tensor(uninitializedShape: Array(shape.dropLast()) + [outFeatures])
+            out.withUnsafeMutablePointer { c in
+                if let bias {
+                    precondition(bias.shape == [outFeatures], "linear bias \(bias.shape) ≠ [\(outFeatures)]")
+                    bias.withUnsafePointer { b in
+                        for r in 0..<rows { (c + r * outFeatures).update(from: b, count: outFeatures) }
+                    }
+                }
+                withUnsafePointer { x in
+                    BF16Gemm.multiply(rowsOf: x, lineStride: inFeatures, depthStride: 1, lines: rows, weight.layout,
+                                      c: c, ldc: outFeatures, accumulate: bias != nil)
+                }
+            }
+            withExtendedLifetime(weight) {}
+            return out
+        }
+    }
+}

@@ -1,0 +1,110 @@
+import Foundation
+import Testing
+@testable import Core
+
+/// The bf16 products (Sources/Core/Kernels) against a float64 oracle, and the AVX512-BF16 kernel
+/// against the portable one that forms the same sums.
+@Suite struct BF16KernelTests {
+    /// Odd sizes on purpose: partial panels on both sides, an odd depth, three depth blocks.
+    static let (m, n, k) = (37, 70, 517)
+
+    static func bf16(_ x: Float) -> Double {
+        Double(Float(bitPattern: UInt32(xattn_bf16_from_float_bits(x)) << 16))
+    }
+
+    /// float64 products of `a` [m, k] and `b` [k, n], and Σ|a||b| per element for the bound.
+    static func oracle(_ a: [Float], _ b: [Float], m: Int, n: Int, k: Int, round: Bool)
+        -> (values: [Double], magnitudes: [Double]) {
+        var values = [Double](repeating: 0, count: m * n), magnitudes = values
+        for i in 0..<m { for j in 0..<n {
+            var sum = 0.0, size = 0.0
+            for d in 0..<k {
+                let x = round ? bf16(a[i * k + d]) : Double(a[i * k + d])
+                let y = round ? bf16(b[d * n + j]) : Double(b[d * n + j])
+                sum += x * y; size += abs(x * y)
+            }
+            values[i * n + j] = sum; magnitudes[i * n + j] = size
+        } }
+        return (values, magnitudes)
+    }
+
+    static func product(_ a: Tensor, _ b: Tensor, portable: Bool = false, accumulateOnto start: [Float]? = nil) -> [Float] {
+        let packedA = a.withUnsafePointer { PackedBF16(source: $0, lineStride: k, depthStride: 1, lines: m, depth: k, side: .rows) }
+        let packedB = b.withUnsafePointer { PackedBF16(source: $0, lineStride: 1, depthStride: n, lines: n, depth: k, side: .columns) }
+        var c = start ?? [Float](repeating: .nan, count: m * n)
+        c.withUnsafeMutableBufferPointer { c in
+            if portable {
+                BF16Gemm.multiplySerial(packedA.layout, packedB.layout, aPanels: 0..<packedA.panels, bPanels: 0..<packedB.panels,
+                                        c: c.baseAddress!, ldc: n, accumulate: start != nil, portable: true)
+            } else {
+                BF16Gemm.multiply(packedA, packedB, c: c.baseAddress!, ldc: n, accumulate: start != nil)
+            }
+        }
+        return c
+    }
+
+    /// Rounding each operand to bf16 (8 significant bits, unit roundoff u = 2⁻⁸) moves each product
+    /// by at most (2u + u²)|a||b|; float accumulation over k terms adds at most k·2⁻²⁴·Σ|a||b|
+    /// (the standard recursive-summation bound). So |C − C₆₄| ≤ (2⁻⁷ + 2⁻¹⁶ + k·2⁻²⁴)·Σ|a||b|.
+    /// Against the oracle of the bf16-rounded operands only the accumulation term remains.
+    @Test func matchesFloat64OracleWithinTheBound() {
+        let (m, n, k) = (Self.m, Self.n, Self.k)
+        let a = testTensor([m, k], seed: 11), b = testTensor([k, n], seed: 12)
+        let c = Self.product(a, b)
+        let exact = Self.oracle(a.scalars, b.scalars, m: m, n: n, k: k, round: false)
+        let rounded = Self.oracle(a.scalars, b.scalars, m: m, n: n, k: k, round: true)
+        let summation = Double(k) * 0x1p-24
+        var worstExact = 0.0, worstRounded = 0.0, worstSeen = 0.0
+        for e in 0..<(m * n) {
+            worstExact = max(worstExact, abs(Double(c[e]) - exact.values[e]) / exact.magnitudes[e])
+            worstRounded = max(worstRounded, abs(Double(c[e]) - rounded.values[e]) / rounded.magnitudes[e])
+            worstSeen = max(worstSeen, abs(rounded.values[e] - exact.values[e]) / exact.magnitudes[e])
+        }
+        #expect(worstExact <= 0x1p-7 + 0x1p-16 + summation, "error / Σ|a||b| = \(worstExact)")
+        #expect(worstRounded <= summation, "accumulation error / Σ|a||b| = \(worstRounded)")
+        // The bound is not vacuous: bf16 operands do move the result by a visible amount.
+        #expect(worstSeen > 1e-4)
+    }
+
+    /// vdpbf16ps adds the odd pair's product, then the even one's, to the float accumulator; both
+    /// products are exact in float, so the portable kernel reproduces it bit for bit on normal values.
+    @Test(.enabled(if: Precision.bf16IsSupported)) func avx512KernelEqualsPortableKernel() {
+        let a = testTensor([Self.m, Self.k], seed: 13), b = testTensor([Self.k, Self.n], seed: 14)
+        #expect(Self.product(a, b) == Self.product(a, b, portable: true))
+    }
+
+    /// `accumulate` adds to what C holds; every element is written (C started as NaN above).
+    @Test func accumulateAddsToC() {
+        let a = testTensor([Self.m, Self.k], seed: 15), b = testTensor([Self.k, Self.n], seed: 16)
+        let start = testTensor([Self.m, Self.n], seed: 17).scalars
+        let fresh = Self.product(a, b), added = Self.product(a, b, accumulateOnto: start)
+        let worst = zip(zip(fresh, start), added).map { abs($0.0 + $0.1 - $1) }.max() ?? .nan
+        #expect(worst < 1e-5)
+        #expect(!fresh.contains { $0.isNaN })
+    }
+
+    /// Packing through strides: Bᵀ stored [n, k] packs to the same words as B stored [k, n].
+    @Test func transposedSourcePacksTheSame() {
+        let (n, k) = (Self.n, Self.k)
+        let b = testTensor([k, n], seed: 18).scalars
+        var bt = [Float](repeating: 0, count: k * n)
+        for d in 0..<k { for j in 0..<n { bt[j * k + d] = b[d * n + j] } }
+        let direct = b.withUnsafeBufferPointer { PackedBF16(source: $0.baseAddress!, lineStride: 1, depthStride: n, lines: n, depth: k, side: .columns) }
+        let strided = bt.withUnsafeBufferPointer { PackedBF16(source: $0.baseAddress!, lineStride: k, depthStride: 1, lines: n, depth: k, side: .columns) }
+        let words = BF16Gemm.words(lines: n, depth: k, side: .columns)
+        #expect(Array(UnsafeBufferPointer(start: direct.layout.words, count: words))
+                == Array(UnsafeBufferPointer(start: strided.layout.words, count: words)))
+    }
+
+    /// Round to nearest, ties to even, as vcvtne2ps2bf16; NaN stays NaN.
+    @Test func conversionRoundsToNearestEven() {
+        #expect(xattn_bf16_from_float_bits(1.0) == 0x3F80)
+        #expect(xattn_bf16_from_float_bits(Float(bitPattern: 0x3F80_8000)) == 0x3F80)   // tie → even
+        #expect(xattn_bf16_from_float_bits(Float(bitPattern: 0x3F81_8000)) == 0x3F82)   // tie → even
+        #expect(xattn_bf16_from_float_bits(Float(bitPattern: 0x3F80_8001)) == 0x3F81)
+        #expect(Float(bitPattern: UInt32(xattn_bf16_from_float_bits(.nan)) << 16).isNaN)
+    }
+}
+
+/// The kernels' conversion, through Core's module (the C module is Core's implementation detail).
+func xattn_bf16_from_float_bits(_ x: Float) -> UInt16 { BF16Gemm.roundToBF16(x) }
