@@ -48,7 +48,6 @@ let package = Package(
     targets: [
         // C libraries from Debian's -dev packages (scripts/setup installs them). Each is imported
         // by one wrapper file.
-        .systemLibrary(name: "COpenBLAS", path: "Sources/SystemLibraries/COpenBLAS"),
         .systemLibrary(name: "CPNG", path: "Sources/SystemLibraries/CPNG"),
         .systemLibrary(name: "CSystemd", path: "Sources/SystemLibraries/CSystemd"),
         .systemLibrary(name: "CInotifyTools", path: "Sources/SystemLibraries/CInotifyTools"),
@@ -58,14 +57,16 @@ let package = Package(
         // headers) with Wire's JSONValue, the project's one.
         .target(
             name: "Core",
-            dependencies: ["COpenBLAS", "CPNG", "CTurboJPEG", "CKernels", "Wire", "SystemCalls"],
+            dependencies: ["CPNG", "CTurboJPEG", "CKernels", "Wire", "SystemCalls"],
             path: "Sources/Core",
             exclude: ["Wire", "SystemCalls", "Kernels"],
             swiftSettings: engineSettings
         ),
         // The kernels OpenBLAS lacks (bf16 products), in C: AVX512-BF16 code behind function-level
         // target attributes, chosen at run time by CPUID, so one binary runs on every x86-64.
-        .target(name: "CKernels", path: "Sources/Core/Kernels", cSettings: [.unsafeFlags(["-O3"])]),
+        // OpenBLAS too is opened here, at run time, after choosing its kernel for the CPU.
+        .target(name: "CKernels", path: "Sources/Core/Kernels", cSettings: [.unsafeFlags(["-O3"])],
+                linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
         // libc's file and socket calls behind one wrapper (EINTR, errors naming call, path, errno).
         .target(name: "SystemCalls", path: "Sources/Core/SystemCalls"),
         // RPC message types and framing; Foundation only, shared by daemon and client.

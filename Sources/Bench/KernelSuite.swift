@@ -44,7 +44,18 @@ enum KernelSuite {
             let x = benchTensor([1, c, size, size]), w = benchTensor([c, c, kernel, kernel], seed: 3), b = benchTensor([c], seed: 4)
             let flops = 2.0 * Double(c * c * kernel * kernel * size * size)
             compute("conv\(kernel)x\(kernel)", "\(c)->\(c) @ \(size)x\(size)", flops: flops) {
-                _ = x.conv2d(weight: w, bias: b, stride: 1, padding: .uniform(kernel / 2))
+                _ = x.conv2d(weight: w, bias: b, stride: 1, padding: .uniform(kernel / 2), algorithm: .direct)
+            }
+            if kernel == 3 && size >= 16 {
+                compute("conv3x3_winograd", "\(c)->\(c) @ \(size)x\(size)", flops: flops) {
+                    _ = x.conv2d(weight: w, bias: b, stride: 1, padding: .uniform(1), algorithm: .winograd)
+                }
+            }
+            if Precision.bf16IsSupported {
+                let packed = PackedBF16(rowsOf: w)
+                compute("conv\(kernel)x\(kernel)_bf16", "\(c)->\(c) @ \(size)x\(size)", flops: flops) {
+                    _ = x.conv2d(packed: packed, kernel: kernel, bias: b, stride: 1, padding: .uniform(kernel / 2))
+                }
             }
         }
 
@@ -52,6 +63,20 @@ enum KernelSuite {
         let q = benchTensor([2, 4096, 320], seed: 5), k = benchTensor([2, 4096, 320], seed: 6), v = benchTensor([2, 4096, 320], seed: 7)
         compute("self_attention", "B2 H8 4096x4096 d40", flops: 2 * 2 * 2.0 * 8 * 4096 * 4096 * 40) {
             _ = Attention.attention(q: q, k: k, v: v, heads: 8)
+        }
+        if Precision.bf16IsSupported {
+            compute("self_attention_bf16", "B2 H8 4096x4096 d40", flops: 2 * 2 * 2.0 * 8 * 4096 * 4096 * 40) {
+                _ = Attention.attention(q: q, k: k, v: v, heads: 8, precision: .bf16)
+            }
+            // The bf16 kernel alone on packed square operands: its ceiling.
+            let n = 2048
+            let a = benchTensor([n, n], seed: 12), bb = benchTensor([n, n], seed: 13)
+            let pa = a.withUnsafePointer { PackedBF16(source: $0, lineStride: n, depthStride: 1, lines: n, depth: n, side: .rows) }
+            let pb = bb.withUnsafePointer { PackedBF16(source: $0, lineStride: 1, depthStride: n, lines: n, depth: n, side: .columns) }
+            var cc = Tensor(shape: [n, n])
+            compute("gemm_bf16_\(BF16Gemm.kernel.name)", "\(n)x\(n)x\(n) packed", flops: 2 * Double(n * n * n)) {
+                cc.withUnsafeMutablePointer { BF16Gemm.multiply(pa, pb, c: $0, ldc: n, accumulate: false) }
+            }
         }
         // Cross-attention: 4096 queries against the 77 text tokens.
         let kc = benchTensor([2, 77, 320], seed: 8), vc = benchTensor([2, 77, 320], seed: 9)

@@ -9,12 +9,12 @@ import Core
 enum LoadSuite {
     static let defaultFolder = NSTemporaryDirectory() + "xattn-bench-sd15-fp32"
 
-    static func run(json: Bool, folder: String?) throws {
+    static func run(json: Bool, folder: String?, precision: Precision) throws {
         let folder = folder ?? defaultFolder
         let written = try writeModelIfMissing(folder)
         let child = Process()
         child.executableURL = URL(fileURLWithPath: "/proc/self/exe")
-        child.arguments = ["load", "--child", folder]
+        child.arguments = ["load", "--child", folder, "--precision", precision.rawValue]
         let pipe = Pipe()
         child.standardOutput = pipe
         try child.run()
@@ -27,20 +27,20 @@ enum LoadSuite {
         }
         let fileMB = report["file_mb"] ?? 0
         if json {
-            let object: [String: Any] = ["suite": "load", "folder": folder, "written_seconds": written ?? NSNull(), "file_mb": fileMB,
+            let object: [String: Any] = ["suite": "load", "precision": precision.rawValue, "folder": folder, "written_seconds": written ?? NSNull(), "file_mb": fileMB,
                                          "seconds": seconds, "rss_mb": steady, "peak_rss_mb": peak,
                                          "peak_over_steady_mb": peak - steady, "peak_to_steady": peak / steady]
             print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
         } else {
-            print(String(format: "fp32 SD 1.5 from %@ (%.0f MB of files): loaded in %.1f s", folder, fileMB, seconds))
+            print(String(format: "fp32 SD 1.5 from %@ (%.0f MB of files): loaded in %@ in %.1f s", folder, fileMB, precision.rawValue, seconds))
             print(String(format: "resident after the load %.0f MB, peak during it %.0f MB: +%.0f MB (%.2f×)", steady, peak, peak - steady, peak / steady))
         }
     }
 
     /// The child: loads the folder and reports sizes from /proc/self/status (VmRSS, VmHWM).
-    static func child(_ folder: String) throws {
+    static func child(_ folder: String, precision: Precision) throws {
         let start = Clock.now()
-        let model = try StableDiffusionModel.load(from: folder)
+        let model = try StableDiffusionModel.load(from: folder, precision: precision)
         let seconds = Clock.now() - start
         let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
         func field(_ name: String) -> Double {

@@ -1,3 +1,4 @@
+import Core
 import Foundation
 
 // xattn-bench SUITE [--json] [--quick]: performance as ratios measured in one run (see each suite).
@@ -7,18 +8,24 @@ let usage = """
       unet      the full-size SD 1.5 UNet, VAE and text encoder on random weights (--quick: fewer rounds)
       transfer  one inversion and one generation step, VAE encode/decode, a default job's projection
       load      peak against steady resident size while loading a full-size fp32 SD 1.5 from files
-                (--dir DIR: where the model is written once, default $TMPDIR/xattn-bench-sd15-fp32)
+                (--dir DIR: where the model is written once, default $TMPDIR/xattn-bench-sd15-fp32;
+                --precision fp32|bf16: the form it is loaded in, default fp32)
       --json    one JSON object on stdout instead of a table
     """
+// OpenBLAS opens first, while this is the only thread: choosing its kernel may set the environment.
+if let error = Gemm.prepare() {
+    FileHandle.standardError.write(Data("xattn-bench: \(error)\n".utf8))
+    exit(1)
+}
 let arguments = Array(CommandLine.arguments.dropFirst())
 if arguments.contains(where: { ["-h", "--help", "help"].contains($0) }) {
     print(usage)
     exit(0)
 }
 /// Every flag must be one the suite takes: a typo must not start a benchmark that runs for minutes.
-let known: [String: Set<String>] = ["kernels": ["--json"], "transfer": ["--json"], "unet": ["--json", "--quick"], "load": ["--json", "--dir"]]
+let known: [String: Set<String>] = ["kernels": ["--json"], "transfer": ["--json"], "unet": ["--json", "--quick"], "load": ["--json", "--dir", "--precision"]]
 /// Flags that take a value (the value follows the flag).
-let valued: Set<String> = ["--dir", "--child"]
+let valued: Set<String> = ["--dir", "--child", "--precision"]
 guard let suite = arguments.first, let flags = known[suite] else {
     FileHandle.standardError.write(Data((usage + "\n").utf8))
     exit(2)
@@ -40,7 +47,15 @@ do {
     case "transfer": try TransferSuite.run(json: json)
     case "load":
         // The measured child is this program again (`--child DIR`, internal).
-        if let folder = values["--child"] { try LoadSuite.child(folder) } else { try LoadSuite.run(json: json, folder: values["--dir"]) }
+        guard let precision = Precision(rawValue: values["--precision"] ?? "fp32") else {
+            FileHandle.standardError.write(Data("xattn-bench: --precision must be fp32 or bf16\n".utf8))
+            exit(2)
+        }
+        if let folder = values["--child"] {
+            try LoadSuite.child(folder, precision: precision)
+        } else {
+            try LoadSuite.run(json: json, folder: values["--dir"], precision: precision)
+        }
     default: try ModelSuite.run(json: json, quick: arguments.contains("--quick"))
     }
 } catch {

@@ -54,6 +54,7 @@ struct Doctor: ParsableCommand {
     func run() throws {
         print("compute threads: \(ComputePool.shared.threadCount)")
         print("blas: \(Gemm.backendDescription)")
+        print("bf16 products: \(Precision.bf16IsSupported ? BF16Gemm.kernel.name : "none"); precision auto means \(Precision.fastest.rawValue)")
         print("libpng: \(PNGLibrary.version)")
         print("inotify: \(InotifyWatcher(onEvent: { _ in }).isAvailable ? "available" : "unavailable (hot folders will poll)")")
         print("systemd notify socket: \(Systemd.notify("STATUS=doctor") ? "present" : "absent")")

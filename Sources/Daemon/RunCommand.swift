@@ -15,7 +15,7 @@ struct Run: ParsableCommand {
     @Option(help: "The TOML configuration file.") var config: String?
     @Option(help: "The model: a diffusers folder or a single-file SD 1.5 checkpoint.") var model: String?
     @Option(help: "A tokenizer folder (vocab.json, merges.txt) for a single-file checkpoint.") var tokenizer: String?
-    @Option(help: "The precision the model is loaded in: fp32 (exact), bf16 (AVX512-BF16 CPUs) or auto (bf16 where the CPU has it).")
+    @Option(help: "The precision the model is loaded in: fp32 (exact), bf16 (AMX or AVX512-BF16 CPUs) or auto (bf16 where it is faster).")
     var precision: String?
     @Option(name: .customLong("state-dir"), help: "Where the job store and results live.") var stateDirectory: String?
     @Option(help: "The Unix socket to listen on.") var socket: String?

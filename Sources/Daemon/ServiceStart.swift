@@ -83,6 +83,7 @@ final class ServiceStart {
         extender.resume()
         defer { extender.cancel() }
         let path = settings.model ?? ""
+        if let error = Gemm.prepare() { throw UsageError(error) }
         let model = try StableDiffusionModel.load(from: path, tokenizer: settings.tokenizer, precision: settings.precision.resolved)
         let engine = JobAdmission.Engine(model: model, schedule: try NoiseSchedule(config: try NoiseSchedule.Config(near: model.path)))
         // A folder's options that this model refuses would fail every drop: refuse them now.

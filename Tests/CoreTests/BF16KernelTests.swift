@@ -28,9 +28,15 @@ import Testing
         return (values, magnitudes)
     }
 
-    static func product(_ a: Tensor, _ b: Tensor, portable: Bool = false, accumulateOnto start: [Float]? = nil) -> [Float] {
-        let packedA = a.withUnsafePointer { PackedBF16(source: $0, lineStride: k, depthStride: 1, lines: m, depth: k, side: .rows) }
-        let packedB = b.withUnsafePointer { PackedBF16(source: $0, lineStride: 1, depthStride: n, lines: n, depth: k, side: .columns) }
+    /// The kernels this machine runs, the portable one always.
+    static var kernels: [BF16Gemm.Kernel] {
+        [.portable] + (BF16Gemm.vectorKernelIsSupported ? [.avx512] : []) + (BF16Gemm.kernel == .amx ? [.amx] : [])
+    }
+
+    static func product(_ a: Tensor, _ b: Tensor, kernel: BF16Gemm.Kernel = BF16Gemm.kernel, portable: Bool = false,
+                        accumulateOnto start: [Float]? = nil) -> [Float] {
+        let packedA = a.withUnsafePointer { PackedBF16(source: $0, lineStride: k, depthStride: 1, lines: m, depth: k, side: .rows, kernel: kernel) }
+        let packedB = b.withUnsafePointer { PackedBF16(source: $0, lineStride: 1, depthStride: n, lines: n, depth: k, side: .columns, kernel: kernel) }
         var c = start ?? [Float](repeating: .nan, count: m * n)
         c.withUnsafeMutableBufferPointer { c in
             if portable {
@@ -47,10 +53,11 @@ import Testing
     /// by at most (2u + u²)|a||b|; float accumulation over k terms adds at most k·2⁻²⁴·Σ|a||b|
     /// (the standard recursive-summation bound). So |C − C₆₄| ≤ (2⁻⁷ + 2⁻¹⁶ + k·2⁻²⁴)·Σ|a||b|.
     /// Against the oracle of the bf16-rounded operands only the accumulation term remains.
-    @Test func matchesFloat64OracleWithinTheBound() {
+    /// For AMX the order of the sums inside a tile step is the hardware's, so only the bound holds.
+    @Test(arguments: kernels) func matchesFloat64OracleWithinTheBound(kernel: BF16Gemm.Kernel) {
         let (m, n, k) = (Self.m, Self.n, Self.k)
         let a = testTensor([m, k], seed: 11), b = testTensor([k, n], seed: 12)
-        let c = Self.product(a, b)
+        let c = Self.product(a, b, kernel: kernel)
         let exact = Self.oracle(a.scalars, b.scalars, m: m, n: n, k: k, round: false)
         let rounded = Self.oracle(a.scalars, b.scalars, m: m, n: n, k: k, round: true)
         let summation = Double(k) * 0x1p-24
@@ -68,9 +75,19 @@ import Testing
 
     /// vdpbf16ps adds the odd pair's product, then the even one's, to the float accumulator; both
     /// products are exact in float, so the portable kernel reproduces it bit for bit on normal values.
-    @Test(.enabled(if: Precision.bf16IsSupported)) func avx512KernelEqualsPortableKernel() {
+    @Test(.enabled(if: BF16Gemm.vectorKernelIsSupported)) func avx512KernelEqualsPortableKernel() {
         let a = testTensor([Self.m, Self.k], seed: 13), b = testTensor([Self.k, Self.n], seed: 14)
-        #expect(Self.product(a, b) == Self.product(a, b, portable: true))
+        #expect(Self.product(a, b, kernel: .avx512) == Self.product(a, b, kernel: .avx512, portable: true))
+    }
+
+    /// The portable kernel reads AMX's layout (rows line by line, pairs rounded up to 16, depth
+    /// blocks of 512) as well: the same sums, grouped by other blocks, so equal to rounding.
+    @Test func portableKernelReadsEveryLayout() {
+        let a = testTensor([Self.m, Self.k], seed: 13), b = testTensor([Self.k, Self.n], seed: 14)
+        let reference = Self.product(a, b, kernel: .portable, portable: true)
+        #expect(Self.product(a, b, kernel: .avx512, portable: true) == reference)
+        let amx = Tensor(shape: [Self.m, Self.n], scalars: Self.product(a, b, kernel: .amx, portable: true))!
+        #expect(maxScaledError(amx, Tensor(shape: [Self.m, Self.n], scalars: reference)!) <= 1e-5)
     }
 
     /// `accumulate` adds to what C holds; every element is written (C started as NaN above).
@@ -83,17 +100,22 @@ import Testing
         #expect(!fresh.contains { $0.isNaN })
     }
 
-    /// Packing through strides: Bᵀ stored [n, k] packs to the same words as B stored [k, n].
-    @Test func transposedSourcePacksTheSame() {
-        let (n, k) = (Self.n, Self.k)
-        let b = testTensor([k, n], seed: 18).scalars
-        var bt = [Float](repeating: 0, count: k * n)
-        for d in 0..<k { for j in 0..<n { bt[j * k + d] = b[d * n + j] } }
-        let direct = b.withUnsafeBufferPointer { PackedBF16(source: $0.baseAddress!, lineStride: 1, depthStride: n, lines: n, depth: k, side: .columns) }
-        let strided = bt.withUnsafeBufferPointer { PackedBF16(source: $0.baseAddress!, lineStride: k, depthStride: 1, lines: n, depth: k, side: .columns) }
-        let words = BF16Gemm.words(lines: n, depth: k, side: .columns)
-        #expect(Array(UnsafeBufferPointer(start: direct.layout.words, count: words))
-                == Array(UnsafeBufferPointer(start: strided.layout.words, count: words)))
+    /// Packing through strides, for every kernel's layout and both sides: a matrix stored
+    /// [depth, lines] packs to the same words as stored [lines, depth] (the vector fast paths of
+    /// each source order against each other and against the scalar one).
+    @Test(arguments: [BF16Gemm.Kernel.portable, .avx512, .amx], [PackedBF16.Side.rows, .columns])
+    func transposedSourcePacksTheSame(kernel: BF16Gemm.Kernel, side: PackedBF16.Side) {
+        let (lines, k) = (Self.n, Self.k)
+        let byDepth = testTensor([k, lines], seed: 18).scalars
+        var byLine = [Float](repeating: 0, count: k * lines)
+        for d in 0..<k { for j in 0..<lines { byLine[j * k + d] = byDepth[d * lines + j] } }
+        func pack(_ values: [Float], lineStride: Int, depthStride: Int) -> [UInt32] {
+            let packed = values.withUnsafeBufferPointer {
+                PackedBF16(source: $0.baseAddress!, lineStride: lineStride, depthStride: depthStride, lines: lines, depth: k, side: side, kernel: kernel)
+            }
+            return Array(UnsafeBufferPointer(start: packed.layout.words, count: BF16Gemm.words(packed.layout)))
+        }
+        #expect(pack(byDepth, lineStride: 1, depthStride: lines) == pack(byLine, lineStride: k, depthStride: 1))
     }
 
     /// Round to nearest, ties to even, as vcvtne2ps2bf16; NaN stays NaN.

@@ -44,7 +44,7 @@ public struct TransferOptionGroup: ParsableArguments {
     @Option(name: .customLong("adain-range"), help: "Steps A:B with masked AdaIN.")
     public var adainRange: StepSpan?
 
-    @Option(help: "Products in fp32 (exact), bf16 (AVX512-BF16 CPUs, faster) or auto (the loaded model's).")
+    @Option(help: "Products in fp32 (exact), bf16 (AMX or AVX512-BF16 CPUs, faster) or auto (the loaded model's).")
     public var precision: PrecisionChoice?
 
     public init() {}

@@ -1,11 +1,15 @@
-// bf16 products with float accumulation (docs/PERFORMANCE.md, "bf16"): packing and two kernels
-// with one layout, the AVX512-BF16 one (vdpbf16ps) and a portable one that computes the same sums.
+// bf16 products with float accumulation (docs/PERFORMANCE.md, "Precision"): packing, and three
+// kernels: AMX tiles, AVX512-BF16 (vdpbf16ps), and a portable one that computes vdpbf16ps's sums.
 #include "xattn_kernels.h"
 #include <string.h>
+
+#include <stdlib.h>
 
 #if defined(__x86_64__)
 #include <cpuid.h>
 #include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #define XATTN_X86 1
 #endif
 
@@ -54,18 +58,88 @@ float xattn_float_from_bf16(uint16_t bits) {
     return value;
 }
 
-static int panel_count(int lines, int width) { return (lines + width - 1) / width; }
-static int block_pairs(int depth, int block) {
-    int rest = depth - block * XATTN_BF16_KC;
-    return ((rest < XATTN_BF16_KC ? rest : XATTN_BF16_KC) + 1) / 2;
-}
-/// First word of depth block `block`: every earlier block is full (KC/2 pairs per line).
-static size_t block_offset(const xattn_bf16_packed *p, int block) {
-    return (size_t)panel_count(p->lines, p->width) * p->width * (size_t)block * (XATTN_BF16_KC / 2);
+
+/// AMX: CPUID.7.0:EDX bits 22 (AMX-BF16) and 24 (AMX-TILE), the OS's tile state in XCR0 (bits 17,
+/// 18), and Linux's per-process permission for the tile data (arch_prctl ARCH_REQ_XCOMP_PERM).
+static int probe_amx(void) {
+#if XATTN_X86
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return 0;
+    if (!((edx >> 22) & 1) || !((edx >> 24) & 1)) return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if (((lo >> 17) & 3) != 3) return 0;
+    enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#else
+    return 0;
+#endif
 }
 
-size_t xattn_bf16_packed_words(int lines, int depth, int width) {
-    return (size_t)panel_count(lines, width) * width * (size_t)((depth + 1) / 2);
+int xattn_bf16_kernel(void) {
+    static int known = -1;
+    int value = __atomic_load_n(&known, __ATOMIC_ACQUIRE);
+    if (value < 0) {
+        const char *asked = getenv("XATTN_BF16_KERNEL");
+        const int avx512_only = asked && strcmp(asked, "avx512") == 0;
+        value = !avx512_only && xattn_cpu_has_avx512_bf16() && probe_amx() ? XATTN_BF16_AMX
+              : xattn_cpu_has_avx512_bf16() ? XATTN_BF16_AVX512 : XATTN_BF16_PORTABLE;
+        __atomic_store_n(&known, value, __ATOMIC_RELEASE);
+    }
+    return value;
+}
+
+int xattn_bf16_is_faster(void) {
+    const int kernel = xattn_bf16_kernel();
+    if (kernel == XATTN_BF16_AMX) return 1;
+    if (kernel != XATTN_BF16_AVX512) return 0;
+#if XATTN_X86
+    // Intel cores issue two float FMAs per cycle but one vdpbf16ps: no gain there. AMD's Zen 4
+    // issues one of each, so bf16 doubles the rate.
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return 0;
+    return !(ebx == 0x756e6547 && edx == 0x49656e69 && ecx == 0x6c65746e);  // not "GenuineIntel"
+#else
+    return 0;
+#endif
+}
+
+int xattn_bf16_width(int kernel, int side) {
+    if (side == XATTN_BF16_COLUMNS) return 32;
+    return kernel == XATTN_BF16_AMX ? 16 : 14;
+}
+
+static int width_of(const xattn_bf16_packed *p) { return xattn_bf16_width(p->kernel, p->side); }
+static int panel_count(int lines, int width) { return (lines + width - 1) / width; }
+static int pair_multiple(const xattn_bf16_packed *p) { return p->kernel == XATTN_BF16_AMX ? 16 : 1; }
+static int line_major(const xattn_bf16_packed *p) { return p->kernel == XATTN_BF16_AMX && p->side == XATTN_BF16_ROWS; }
+
+/// Depth per block: 256 for the vector kernel (a B panel of 16 KiB stays in L1), 512 for AMX
+/// (fewer passes of the C tiles through memory; A's 16-row panel is then 16 KiB, B's 32 KiB).
+static int block_depth(const xattn_bf16_packed *p) { return p->kernel == XATTN_BF16_AMX ? 2 * XATTN_BF16_KC : XATTN_BF16_KC; }
+
+static int block_pairs(const xattn_bf16_packed *p, int block) {
+    const int kc = block_depth(p);
+    const int rest = p->depth - block * kc;
+    const int pairs = ((rest < kc ? rest : kc) + 1) / 2;
+    const int multiple = pair_multiple(p);
+    return (pairs + multiple - 1) / multiple * multiple;
+}
+/// First word of depth block `block`: every earlier block is full (kc/2 pairs per line, a multiple of 16).
+static size_t block_offset(const xattn_bf16_packed *p, int block) {
+    return (size_t)panel_count(p->lines, width_of(p)) * width_of(p) * (size_t)block * (block_depth(p) / 2);
+}
+static int block_count(const xattn_bf16_packed *p) { return (p->depth + block_depth(p) - 1) / block_depth(p); }
+
+size_t xattn_bf16_packed_words(const xattn_bf16_packed *p) {
+    const int blocks = block_count(p);
+    if (blocks == 0) return 0;
+    return block_offset(p, blocks - 1) + (size_t)panel_count(p->lines, width_of(p)) * width_of(p) * block_pairs(p, blocks - 1);
+}
+
+/// Where word (pair, line w of the panel) goes inside a panel of `pairs` pairs.
+static size_t word_index(const xattn_bf16_packed *p, int pairs, int pair, int w) {
+    return line_major(p) ? (size_t)w * pairs + pair : (size_t)pair * width_of(p) + w;
 }
 
 #if XATTN_X86
@@ -82,7 +156,7 @@ static void pack_pairs16_avx512(const float *d0, const float *d1, uint32_t *out)
 }
 
 /// One line whose depth is contiguous (depth_stride 1): `count` floats → count/2 words (pairs in
-/// memory order are exactly the packed words), converted 32 at a time, zero past `count`.
+/// memory order are exactly the packed words), converted 32 at a time, zero up to a multiple of 16 words.
 __attribute__((target("avx512f,avx512bw,avx512bf16")))
 static void convert_run_avx512(const float *source, int count, uint32_t *words) {
     for (int d = 0; d < count; d += 32) {
@@ -102,24 +176,22 @@ static int pack_depth_contiguous(const float *source, ptrdiff_t line_stride, con
                                  int first_panel, int end_panel) {
 #if XATTN_X86
     if (!xattn_cpu_has_avx512_bf16()) return 0;
-    const int width = packed->width, lines = packed->lines, depth = packed->depth;
-    const int blocks = (depth + XATTN_BF16_KC - 1) / XATTN_BF16_KC;
-    uint32_t run[XATTN_BF16_KC / 2 + 16];
-    for (int block = 0; block < blocks; block++) {
-        const int pairs = block_pairs(depth, block);
-        const int start = block * XATTN_BF16_KC;
-        const int count = depth - start < XATTN_BF16_KC ? depth - start : XATTN_BF16_KC;
+    const int width = width_of(packed), lines = packed->lines, depth = packed->depth;
+    uint32_t run[XATTN_BF16_KC + 16];
+    const int kc = block_depth(packed);
+    for (int block = 0; block < block_count(packed); block++) {
+        const int pairs = block_pairs(packed, block);
+        const int start = block * kc;
+        const int count = depth - start < kc ? depth - start : kc;
         uint32_t *base = packed->words + block_offset(packed, block);
         for (int panel = first_panel; panel < end_panel; panel++) {
             uint32_t *out = base + (size_t)panel * width * pairs;
             for (int w = 0; w < width; w++) {
                 const int line = panel * width + w;
-                if (line < lines) {
-                    convert_run_avx512(source + line * line_stride + start, count, run);
-                    for (int p = 0; p < pairs; p++) out[p * width + w] = run[p];
-                } else {
-                    for (int p = 0; p < pairs; p++) out[p * width + w] = 0;
-                }
+                if (line < lines) convert_run_avx512(source + line * line_stride + start, count, run);
+                else memset(run, 0, sizeof run);
+                if (line_major(packed)) memcpy(out + (size_t)w * pairs, run, sizeof(uint32_t) * pairs);
+                else for (int p = 0; p < pairs; p++) out[p * width + w] = run[p];
             }
         }
     }
@@ -132,40 +204,42 @@ static int pack_depth_contiguous(const float *source, ptrdiff_t line_stride, con
 
 void xattn_bf16_pack(const float *source, ptrdiff_t line_stride, ptrdiff_t depth_stride,
                      const xattn_bf16_packed *packed, int first_line, int end_line) {
-    const int width = packed->width, lines = packed->lines, depth = packed->depth;
-    const int blocks = (depth + XATTN_BF16_KC - 1) / XATTN_BF16_KC;
+    const int width = width_of(packed), lines = packed->lines, depth = packed->depth;
     const int first_panel = first_line / width, end_panel = panel_count(end_line, width);
     if (depth_stride == 1 && line_stride != 1 &&
         pack_depth_contiguous(source, line_stride, packed, first_panel, end_panel)) return;
 #if XATTN_X86
-    const int vector = line_stride == 1 && width % 16 == 0 && xattn_cpu_has_avx512_bf16();
+    const int vector = line_stride == 1 && xattn_cpu_has_avx512_bf16();
 #else
     const int vector = 0;
 #endif
-    for (int block = 0; block < blocks; block++) {
-        const int pairs = block_pairs(depth, block);
+    for (int block = 0; block < block_count(packed); block++) {
+        const int pairs = block_pairs(packed, block);
         uint32_t *base = packed->words + block_offset(packed, block);
         for (int panel = first_panel; panel < end_panel; panel++) {
             uint32_t *out = base + (size_t)panel * width * pairs;
-            for (int p = 0; p < pairs; p++, out += width) {
-                const int d = block * XATTN_BF16_KC + 2 * p;
-                const float *even = source + d * depth_stride;
-                const float *odd = d + 1 < depth ? even + depth_stride : NULL;
+            for (int p = 0; p < pairs; p++) {
+                const int d = block * block_depth(packed) + 2 * p;
+                const float *even = d < depth ? source + d * depth_stride : NULL;
+                const float *odd = d + 1 < depth ? source + (d + 1) * depth_stride : NULL;
                 for (int w = 0; w < width;) {
                     const int line = panel * width + w;
 #if XATTN_X86
-                    if (vector && line + 16 <= lines) {
-                        pack_pairs16_avx512(even + line, odd ? odd + line : NULL, out + w);
+                    if (vector && even && line + 16 <= lines && w + 16 <= width) {
+                        uint32_t words[16];
+                        pack_pairs16_avx512(even + line, odd ? odd + line : NULL, words);
+                        for (int i = 0; i < 16; i++) out[word_index(packed, pairs, p, w + i)] = words[i];
                         w += 16;
                         continue;
                     }
 #endif
                     uint32_t word = 0;
-                    if (line < lines) {
+                    if (line < lines && even) {
                         word = xattn_bf16_from_float(even[line * line_stride]);
                         if (odd) word |= (uint32_t)xattn_bf16_from_float(odd[line * line_stride]) << 16;
                     }
-                    out[w++] = word;
+                    out[word_index(packed, pairs, p, w)] = word;
+                    w++;
                 }
             }
         }
@@ -173,49 +247,30 @@ void xattn_bf16_pack(const float *source, ptrdiff_t line_stride, ptrdiff_t depth
     (void)vector;
 }
 
-/// Calls `tile` for every (A panel, B panel) of every depth block, B panel outermost within a
-/// block so that B's panel (KC/2 × NR words, 16 KiB) stays in L1 while A's panels stream by.
-#define XATTN_FOR_EACH_TILE(tile)                                                                  \
-    const int blocks = (a->depth + XATTN_BF16_KC - 1) / XATTN_BF16_KC;                              \
-    if (blocks == 0 && !accumulate) {                                                               \
-        for (int ap = a_first; ap < a_end; ap++)                                                    \
-            for (int i = ap * XATTN_BF16_MR; i < a->lines && i < (ap + 1) * XATTN_BF16_MR; i++) {   \
-                int j0 = b_first * XATTN_BF16_NR, j1 = b_end * XATTN_BF16_NR;                       \
-                if (j1 > b->lines) j1 = b->lines;                                                   \
-                if (j1 > j0) memset(c + i * ldc + j0, 0, (size_t)(j1 - j0) * sizeof(float));        \
-            }                                                                                       \
-    }                                                                                               \
-    for (int block = 0; block < blocks; block++) {                                                  \
-        const int pairs = block_pairs(a->depth, block);                                             \
-        const uint32_t *a_block = a->words + block_offset(a, block);                                \
-        const uint32_t *b_block = b->words + block_offset(b, block);                                \
-        for (int bp = b_first; bp < b_end; bp++) {                                                  \
-            const uint32_t *b_panel = b_block + (size_t)bp * XATTN_BF16_NR * pairs;                 \
-            const int left = b->lines - bp * XATTN_BF16_NR;                                         \
-            const int cols = left < XATTN_BF16_NR ? left : XATTN_BF16_NR;                           \
-            for (int ap = a_first; ap < a_end; ap++) {                                              \
-                const uint32_t *a_panel = a_block + (size_t)ap * XATTN_BF16_MR * pairs;             \
-                const int above = a->lines - ap * XATTN_BF16_MR;                                    \
-                const int rows = above < XATTN_BF16_MR ? above : XATTN_BF16_MR;                     \
-                tile(pairs, a_panel, b_panel, c + (ptrdiff_t)ap * XATTN_BF16_MR * ldc +             \
-                     bp * XATTN_BF16_NR, ldc, rows, cols, accumulate || block > 0);                 \
-            }                                                                                       \
-        }                                                                                           \
-    }
+/// Zeroes C's part (for products with an empty depth).
+static void clear(const xattn_bf16_packed *a, const xattn_bf16_packed *b, int a_first, int a_end, int b_first, int b_end,
+                  float *c, ptrdiff_t ldc) {
+    const int aw = width_of(a), bw = width_of(b);
+    int j0 = b_first * bw, j1 = b_end * bw;
+    if (j1 > b->lines) j1 = b->lines;
+    for (int i = a_first * aw; i < a->lines && i < a_end * aw; i++)
+        if (j1 > j0) memset(c + i * ldc + j0, 0, (size_t)(j1 - j0) * sizeof(float));
+}
 
 #if XATTN_X86
-/// One MR×NR tile over one depth block: 28 accumulators, two B vectors, A's pair broadcast.
+/// One 14×32 tile over one depth block: 28 accumulators, two B vectors, A's pair broadcast.
 __attribute__((target("avx512f,avx512bw,avx512bf16")))
 static void tile_avx512(int pairs, const uint32_t *a, const uint32_t *b, float *c, ptrdiff_t ldc,
                         int rows, int cols, int accumulate) {
-    __m512 low[XATTN_BF16_MR], high[XATTN_BF16_MR];
+    enum { MR = 14, NR = 32 };
+    __m512 low[MR], high[MR];
 #pragma clang loop unroll(full)
-    for (int i = 0; i < XATTN_BF16_MR; i++) low[i] = high[i] = _mm512_setzero_ps();
-    for (int p = 0; p < pairs; p++, a += XATTN_BF16_MR, b += XATTN_BF16_NR) {
+    for (int i = 0; i < MR; i++) low[i] = high[i] = _mm512_setzero_ps();
+    for (int p = 0; p < pairs; p++, a += MR, b += NR) {
         const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b);
         const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + 16);
 #pragma clang loop unroll(full)
-        for (int i = 0; i < XATTN_BF16_MR; i++) {
+        for (int i = 0; i < MR; i++) {
             const __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[i]);
             low[i] = _mm512_dpbf16_ps(low[i], ai, b0);
             high[i] = _mm512_dpbf16_ps(high[i], ai, b1);
@@ -224,7 +279,7 @@ static void tile_avx512(int pairs, const uint32_t *a, const uint32_t *b, float *
     const __mmask16 m0 = cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1);
     const __mmask16 m1 = cols >= 32 ? 0xFFFF : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
 #pragma clang loop unroll(full)
-    for (int i = 0; i < XATTN_BF16_MR; i++) {
+    for (int i = 0; i < MR; i++) {
         if (i >= rows) break;
         float *row = c + i * ldc;
         __m512 v0 = low[i], v1 = high[i];
@@ -236,37 +291,145 @@ static void tile_avx512(int pairs, const uint32_t *a, const uint32_t *b, float *
         _mm512_mask_storeu_ps(row + 16, m1, v1);
     }
 }
-#endif
 
-void xattn_bf16_gemm_avx512(const xattn_bf16_packed *a, const xattn_bf16_packed *b,
-                            int a_first, int a_end, int b_first, int b_end,
-                            float *c, ptrdiff_t ldc, int accumulate) {
-#if XATTN_X86
-    XATTN_FOR_EACH_TILE(tile_avx512)
-#else
-    xattn_bf16_gemm_portable(a, b, a_first, a_end, b_first, b_end, c, ldc, accumulate);
-#endif
-}
-
-/// The sums vdpbf16ps forms, in its order: per pair, the odd product then the even one, each added
-/// to the float accumulator (both products are exact in float: 8-bit by 8-bit significands).
-static void tile_portable(int pairs, const uint32_t *a, const uint32_t *b, float *c, ptrdiff_t ldc,
-                          int rows, int cols, int accumulate) {
-    for (int i = 0; i < rows; i++) {
-        for (int j = 0; j < cols; j++) {
-            float sum = 0;
-            for (int p = 0; p < pairs; p++) {
-                const uint32_t x = a[p * XATTN_BF16_MR + i], y = b[p * XATTN_BF16_NR + j];
-                sum += xattn_float_from_bf16((uint16_t)(x >> 16)) * xattn_float_from_bf16((uint16_t)(y >> 16));
-                sum += xattn_float_from_bf16((uint16_t)x) * xattn_float_from_bf16((uint16_t)y);
+static void gemm_avx512(const xattn_bf16_packed *a, const xattn_bf16_packed *b, int a_first, int a_end, int b_first, int b_end,
+                        float *c, ptrdiff_t ldc, int accumulate) {
+    // B panel outermost within a block: its 16 KiB stay in L1 while A's panels stream past.
+    for (int block = 0; block < block_count(a); block++) {
+        const int pairs = block_pairs(a, block);
+        const uint32_t *a_block = a->words + block_offset(a, block), *b_block = b->words + block_offset(b, block);
+        for (int bp = b_first; bp < b_end; bp++) {
+            const int left = b->lines - bp * 32, cols = left < 32 ? left : 32;
+            for (int ap = a_first; ap < a_end; ap++) {
+                const int above = a->lines - ap * 14, rows = above < 14 ? above : 14;
+                tile_avx512(pairs, a_block + (size_t)ap * 14 * pairs, b_block + (size_t)bp * 32 * pairs,
+                            c + (ptrdiff_t)ap * 14 * ldc + bp * 32, ldc, rows, cols, accumulate || block > 0);
             }
-            c[i * ldc + j] = accumulate ? c[i * ldc + j] + sum : sum;
         }
     }
 }
 
-void xattn_bf16_gemm_portable(const xattn_bf16_packed *a, const xattn_bf16_packed *b,
-                              int a_first, int a_end, int b_first, int b_end,
-                              float *c, ptrdiff_t ldc, int accumulate) {
-    XATTN_FOR_EACH_TILE(tile_portable)
+/// AMX tile configuration, palette 1: tiles 0–3 hold C (16 rows × 16 floats), 4–5 two A panels
+/// (16 rows × 16 pairs), 6–7 the two halves of a B panel (16 pairs × 16 columns).
+typedef struct __attribute__((packed)) {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t bytes_per_row[16];
+    uint8_t rows[16];
+} tile_config;
+
+/// C tile (rows × cols of it real) in or out through a 16×16 buffer when it is partial or when C
+/// must be read; full tiles that start from zero go straight to C.
+__attribute__((target("amx-tile,amx-bf16,avx512f")))
+static void gemm_amx(const xattn_bf16_packed *a, const xattn_bf16_packed *b, int a_first, int a_end, int b_first, int b_end,
+                     float *c, ptrdiff_t ldc, int accumulate) {
+    tile_config config;
+    memset(&config, 0, sizeof config);
+    config.palette = 1;
+    for (int t = 0; t < 8; t++) { config.rows[t] = 16; config.bytes_per_row[t] = 64; }
+    _tile_loadconfig(&config);
+    float buffer[4][16 * 16];
+    for (int block = 0; block < block_count(a); block++) {
+        const int pairs = block_pairs(a, block);
+        const int first = block == 0 && !accumulate;
+        const uint32_t *a_block = a->words + block_offset(a, block), *b_block = b->words + block_offset(b, block);
+        for (int bp = b_first; bp < b_end; bp++) {
+            const uint32_t *b_panel = b_block + (size_t)bp * 32 * pairs;
+            const int left = b->lines - bp * 32;
+            const int cols[2] = {left < 16 ? left : 16, left - 16 < 0 ? 0 : left - 16 < 16 ? left - 16 : 16};
+            for (int ap = a_first; ap < a_end; ap += 2) {
+                const int two = ap + 1 < a_end;
+                const int above = a->lines - ap * 16;
+                const int rows[2] = {above < 16 ? above : 16, !two ? 0 : above - 16 < 16 ? above - 16 : 16};
+                const uint32_t *a0 = a_block + (size_t)ap * 16 * pairs, *a1 = a0 + (size_t)16 * pairs;
+                float *corner = c + (ptrdiff_t)ap * 16 * ldc + bp * 32;
+                // Start: zero, or C's values (straight from C when the tile is whole).
+#define XATTN_TILE_IN(t, r, h)                                                                          \
+                do {                                                                                    \
+                    float *origin = corner + (ptrdiff_t)(r) * 16 * ldc + (h) * 16;                        \
+                    if (first || rows[r] == 0 || cols[h] == 0) _tile_zero(t);                             \
+                    else if (rows[r] == 16 && cols[h] == 16) _tile_loadd(t, origin, ldc * 4);             \
+                    else {                                                                              \
+                        memset(buffer[t], 0, sizeof buffer[t]);                                          \
+                        for (int i = 0; i < rows[r]; i++)                                                \
+                            memcpy(buffer[t] + i * 16, origin + i * ldc, sizeof(float) * cols[h]);       \
+                        _tile_loadd(t, buffer[t], 64);                                                   \
+                    }                                                                                   \
+                } while (0)
+                XATTN_TILE_IN(0, 0, 0); XATTN_TILE_IN(1, 0, 1);
+                if (two) { XATTN_TILE_IN(2, 1, 0); XATTN_TILE_IN(3, 1, 1); }
+                for (int p = 0; p < pairs; p += 16) {
+                    _tile_loadd(4, a0 + p, pairs * 4);
+                    _tile_loadd(6, b_panel + (size_t)p * 32, 128);
+                    _tile_loadd(7, b_panel + (size_t)p * 32 + 16, 128);
+                    _tile_dpbf16ps(0, 4, 6);
+                    _tile_dpbf16ps(1, 4, 7);
+                    if (two) {
+                        _tile_loadd(5, a1 + p, pairs * 4);
+                        _tile_dpbf16ps(2, 5, 6);
+                        _tile_dpbf16ps(3, 5, 7);
+                    }
+                }
+#define XATTN_TILE_OUT(t, r, h)                                                                         \
+                do {                                                                                    \
+                    float *origin = corner + (ptrdiff_t)(r) * 16 * ldc + (h) * 16;                        \
+                    if (rows[r] == 16 && cols[h] == 16) _tile_stored(t, origin, ldc * 4);                \
+                    else if (rows[r] > 0 && cols[h] > 0) {                                               \
+                        _tile_stored(t, buffer[t], 64);                                                  \
+                        for (int i = 0; i < rows[r]; i++)                                                \
+                            memcpy(origin + i * ldc, buffer[t] + i * 16, sizeof(float) * cols[h]);       \
+                    }                                                                                   \
+                } while (0)
+                XATTN_TILE_OUT(0, 0, 0); XATTN_TILE_OUT(1, 0, 1);
+                if (two) { XATTN_TILE_OUT(2, 1, 0); XATTN_TILE_OUT(3, 1, 1); }
+            }
+        }
+    }
+    _tile_release();
+}
+#endif
+
+void xattn_bf16_gemm(const xattn_bf16_packed *a, const xattn_bf16_packed *b, int a_first, int a_end,
+                     int b_first, int b_end, float *c, ptrdiff_t ldc, int accumulate) {
+    if (block_count(a) == 0) {
+        if (!accumulate) clear(a, b, a_first, a_end, b_first, b_end, c, ldc);
+        return;
+    }
+#if XATTN_X86
+    if (a->kernel == XATTN_BF16_AMX && b->kernel == XATTN_BF16_AMX) {
+        gemm_amx(a, b, a_first, a_end, b_first, b_end, c, ldc, accumulate);
+        return;
+    }
+    if (a->kernel == XATTN_BF16_AVX512 && b->kernel == XATTN_BF16_AVX512) {
+        gemm_avx512(a, b, a_first, a_end, b_first, b_end, c, ldc, accumulate);
+        return;
+    }
+#endif
+    xattn_bf16_gemm_portable(a, b, a_first, a_end, b_first, b_end, c, ldc, accumulate);
+}
+
+void xattn_bf16_gemm_portable(const xattn_bf16_packed *a, const xattn_bf16_packed *b, int a_first, int a_end,
+                              int b_first, int b_end, float *c, ptrdiff_t ldc, int accumulate) {
+    const int aw = width_of(a), bw = width_of(b);
+    if (block_count(a) == 0) {
+        if (!accumulate) clear(a, b, a_first, a_end, b_first, b_end, c, ldc);
+        return;
+    }
+    for (int block = 0; block < block_count(a); block++) {
+        const int pairs = block_pairs(a, block);  // both sides were laid out alike
+        const uint32_t *a_block = a->words + block_offset(a, block), *b_block = b->words + block_offset(b, block);
+        for (int i = a_first * aw; i < a_end * aw && i < a->lines; i++) {
+            const uint32_t *a_panel = a_block + (size_t)(i / aw) * aw * pairs;
+            for (int j = b_first * bw; j < b_end * bw && j < b->lines; j++) {
+                const uint32_t *b_panel = b_block + (size_t)(j / bw) * bw * pairs;
+                float sum = 0;
+                for (int p = 0; p < pairs; p++) {
+                    const uint32_t x = a_panel[word_index(a, pairs, p, i % aw)], y = b_panel[word_index(b, pairs, p, j % bw)];
+                    sum += xattn_float_from_bf16((uint16_t)(x >> 16)) * xattn_float_from_bf16((uint16_t)(y >> 16));
+                    sum += xattn_float_from_bf16((uint16_t)x) * xattn_float_from_bf16((uint16_t)y);
+                }
+                float *out = c + i * ldc + j;
+                *out = accumulate || block > 0 ? *out + sum : sum;
+            }
+        }
+    }
 }

@@ -26,7 +26,10 @@ extension Attention {
             packedKeys[item * heads + h]?.pack(k.at(batch: item, head: h), lineStride: k.tokenStride, depthStride: 1)
             packedValues[item * heads + h]?.pack(v.at(batch: item, head: h), lineStride: 1, depthStride: v.tokenStride)
         }
-        let block = rowBlock(keys: nk, queries: nq, batch: shape.batch, threads: pool.threadCount)
+        // K is packed once, so small blocks cost no repacking: 32 rows of 4096 keys keep the score
+        // block (512 KiB), its packed probabilities and Oᵀ in L2 between the two products.
+        let block = min(rowBlock(keys: nk, queries: nq, batch: shape.batch, threads: pool.threadCount),
+                        max(32, (512 * 1024 / 4) / max(nk, 1) / 32 * 32))
         let blocks = (nq + block - 1) / block
         let hooked = shape.hooked(by: hook)
         pool.parallelFor(shape.batch * blocks) { item, scratch in

@@ -6,11 +6,12 @@ import CKernels
 public enum Precision: String, Sendable, Codable, CaseIterable {
     case fp32, bf16
 
-    /// Whether this CPU runs the bf16 kernels (AVX512-BF16, probed once by CPUID).
-    public static var bf16IsSupported: Bool { xattn_cpu_has_avx512_bf16() != 0 }
+    /// Whether this CPU runs the bf16 kernels (AMX or AVX512-BF16, probed once by CPUID).
+    public static var bf16IsSupported: Bool { BF16Gemm.kernel != .portable }
 
-    /// The fastest precision this CPU runs: bf16 where supported, fp32 elsewhere.
-    public static var fastest: Precision { bf16IsSupported ? .bf16 : .fp32 }
+    /// The fastest precision this CPU runs: bf16 where its products beat float ones (AMX, or
+    /// AVX512-BF16 on AMD), fp32 elsewhere (docs/PERFORMANCE.md, "Precision").
+    public static var fastest: Precision { xattn_bf16_is_faster() != 0 ? .bf16 : .fp32 }
 }
 
 /// One operand of bf16 products in the kernels' packed layout (xattn_kernels.h): the rows of A
@@ -19,29 +20,30 @@ public enum Precision: String, Sendable, Codable, CaseIterable {
 public final class PackedBF16: @unchecked Sendable {
     public enum Side: Sendable {
         case rows, columns
-        var width: Int { self == .rows ? XATTN_BF16_MR : XATTN_BF16_NR }
+        var code: Int32 { self == .rows ? Int32(XATTN_BF16_ROWS) : Int32(XATTN_BF16_COLUMNS) }
     }
 
     let layout: xattn_bf16_packed
     public let side: Side
     public var lines: Int { Int(layout.lines) }
     public var depth: Int { Int(layout.depth) }
-    var panels: Int { (lines + side.width - 1) / side.width }
+    var panels: Int { BF16Gemm.panels(layout) }
     /// Resident bytes.
-    public var byteCount: Int { BF16Gemm.words(lines: lines, depth: depth, side: side) * 4 }
+    public var byteCount: Int { BF16Gemm.words(layout) * 4 }
 
-    /// Room for an operand, packed later by `pack`.
-    public init(lines: Int, depth: Int, side: Side) {
-        let count = BF16Gemm.words(lines: lines, depth: depth, side: side)
-        let words = UnsafeMutablePointer<UInt32>.allocate(capacity: max(count, 1))
-        layout = xattn_bf16_packed(lines: Int32(lines), depth: Int32(depth), width: Int32(side.width), words: words)
+    /// Room for an operand, packed later by `pack`, in the layout of `kernel` (default: the one
+    /// this CPU runs).
+    public init(lines: Int, depth: Int, side: Side, kernel: BF16Gemm.Kernel = BF16Gemm.kernel) {
+        var shape = BF16Gemm.layout(lines: lines, depth: depth, side: side, kernel: kernel, words: nil)
+        shape.words = UnsafeMutablePointer<UInt32>.allocate(capacity: max(BF16Gemm.words(shape), 1))
+        layout = shape
         self.side = side
     }
 
     /// Packs element (line l, depth d) = source[l·lineStride + d·depthStride].
     public convenience init(source: UnsafePointer<Float>, lineStride: Int, depthStride: Int, lines: Int, depth: Int,
-                            side: Side, pool: ComputePool = .shared) {
-        self.init(lines: lines, depth: depth, side: side)
+                            side: Side, kernel: BF16Gemm.Kernel = BF16Gemm.kernel, pool: ComputePool = .shared) {
+        self.init(lines: lines, depth: depth, side: side, kernel: kernel)
         pack(source, lineStride: lineStride, depthStride: depthStride, pool: pool)
     }
 
@@ -70,27 +72,45 @@ public final class PackedBF16: @unchecked Sendable {
 
 /// bf16 GEMM on packed operands, split over the compute pool.
 public enum BF16Gemm {
+    /// The kernels (xattn_kernels.h): AMX tiles, AVX512-BF16 vectors, portable C (tests).
+    public enum Kernel: Int32, Sendable {
+        case portable = 0, avx512 = 1, amx = 2
+        public var name: String { self == .amx ? "AMX" : self == .avx512 ? "AVX512-BF16" : "portable" }
+    }
+
+    /// The fastest kernel this CPU and OS run (`.portable`: none; bf16 is then not offered).
+    public static var kernel: Kernel { Kernel(rawValue: xattn_bf16_kernel()) ?? .portable }
+
+    /// Whether the AVX512-BF16 kernel runs here (whichever is the fastest).
+    public static var vectorKernelIsSupported: Bool { xattn_cpu_has_avx512_bf16() != 0 }
+
     /// The bits of `x` rounded to bfloat16 as the kernels round it (nearest, ties to even).
     public static func roundToBF16(_ x: Float) -> UInt16 { xattn_bf16_from_float(x) }
 
-    static func words(lines: Int, depth: Int, side: PackedBF16.Side) -> Int {
-        xattn_bf16_packed_words(Int32(lines), Int32(depth), Int32(side.width))
+    static func words(_ layout: xattn_bf16_packed) -> Int {
+        var layout = layout
+        return xattn_bf16_packed_words(&layout)
     }
 
-    static func panels(_ layout: xattn_bf16_packed) -> Int {
-        (Int(layout.lines) + Int(layout.width) - 1) / Int(layout.width)
+    static func words(lines: Int, depth: Int, side: PackedBF16.Side, kernel: Kernel = kernel) -> Int {
+        words(layout(lines: lines, depth: depth, side: side, kernel: kernel, words: nil))
     }
+
+    static func width(_ layout: xattn_bf16_packed) -> Int { Int(xattn_bf16_width(layout.kernel, layout.side)) }
+
+    static func panels(_ layout: xattn_bf16_packed) -> Int { (Int(layout.lines) + width(layout) - 1) / width(layout) }
 
     /// A layout over caller-owned memory (a thread's scratch), for operands packed per call.
-    static func layout(lines: Int, depth: Int, side: PackedBF16.Side, words: UnsafeMutablePointer<UInt32>) -> xattn_bf16_packed {
-        xattn_bf16_packed(lines: Int32(lines), depth: Int32(depth), width: Int32(side.width), words: words)
+    static func layout(lines: Int, depth: Int, side: PackedBF16.Side, kernel: Kernel = kernel,
+                       words: UnsafeMutablePointer<UInt32>?) -> xattn_bf16_packed {
+        xattn_bf16_packed(lines: Int32(lines), depth: Int32(depth), side: side.code, kernel: kernel.rawValue, words: words)
     }
 
     /// Packs all of `layout`'s lines, in parallel over panels when there is enough of it.
     static func pack(_ source: UnsafePointer<Float>, lineStride: Int, depthStride: Int, into layout: xattn_bf16_packed,
                      pool: ComputePool = .shared) {
         var target = layout
-        let lines = Int(layout.lines), width = Int(layout.width)
+        let lines = Int(layout.lines), width = width(layout)
         let panels = (lines + width - 1) / width
         let parts = lines * Int(layout.depth) < 1 << 16 ? 1 : min(panels, 4 * pool.preferredSplit)
         if parts <= 1 {
@@ -113,10 +133,10 @@ public enum BF16Gemm {
         precondition(a.depth == b.depth, "bf16 product: depths \(a.depth) and \(b.depth) differ")
         var a = a, b = b
         func lines(_ p: xattn_bf16_packed, _ r: Range<Int>) -> Int {
-            max(0, min(Int(p.lines), r.upperBound * Int(p.width)) - r.lowerBound * Int(p.width))
+            max(0, min(Int(p.lines), r.upperBound * width(p)) - r.lowerBound * width(p))
         }
         OpProfile.addFlops(lines(a, aPanels), lines(b, bPanels), Int(a.depth))
-        let kernel = Precision.bf16IsSupported && !portable ? xattn_bf16_gemm_avx512 : xattn_bf16_gemm_portable
+        let kernel = portable ? xattn_bf16_gemm_portable : xattn_bf16_gemm
         kernel(&a, &b, Int32(aPanels.lowerBound), Int32(aPanels.upperBound),
                Int32(bPanels.lowerBound), Int32(bPanels.upperBound), c, ldc, accumulate ? 1 : 0)
     }
@@ -132,8 +152,7 @@ public enum BF16Gemm {
 
     static func multiply(_ a: xattn_bf16_packed, _ b: xattn_bf16_packed, c: UnsafeMutablePointer<Float>, ldc: Int,
                          accumulate: Bool, pool: ComputePool = .shared) {
-        let aPanels = (Int(a.lines) + Int(a.width) - 1) / Int(a.width)
-        let bPanels = (Int(b.lines) + Int(b.width) - 1) / Int(b.width)
+        let aPanels = panels(a), bPanels = panels(b)
         let flops = Int(a.lines) * Int(b.lines) * Int(a.depth)
         let threads = pool.preferredSplit
         if threads == 1 || flops < 1_000_000 {
@@ -160,12 +179,12 @@ extension BF16Gemm {
     static func multiply(rowsOf source: UnsafePointer<Float>, lineStride: Int, depthStride: Int, lines: Int,
                          _ b: xattn_bf16_packed, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
                          pool: ComputePool = .shared) {
-        let depth = Int(b.depth), width = PackedBF16.Side.rows.width
+        let depth = Int(b.depth), width = Int(xattn_bf16_width(b.kernel, PackedBF16.Side.rows.code))
         let aPanels = (lines + width - 1) / width
         let threads = pool.preferredSplit
         guard aPanels >= 4 * threads else {
             let a = PackedBF16(source: source, lineStride: lineStride, depthStride: depthStride, lines: lines, depth: depth,
-                               side: .rows, pool: pool)
+                               side: .rows, kernel: Kernel(rawValue: b.kernel) ?? .portable, pool: pool)
             multiply(a.layout, b, c: c, ldc: ldc, accumulate: accumulate, pool: pool)
             withExtendedLifetime(a) {}
             return
@@ -174,7 +193,9 @@ extension BF16Gemm {
         pool.parallelFor((aPanels + chunk - 1) / chunk) { part, scratch in
             let first = part * chunk * width
             let count = min(lines - first, chunk * width)
-            var a = layout(lines: count, depth: depth, side: .rows, words: scratch.words(words(lines: count, depth: depth, side: .rows)))
+            let kernel = Kernel(rawValue: b.kernel) ?? .portable
+            var a = layout(lines: count, depth: depth, side: .rows, kernel: kernel,
+                           words: scratch.words(words(lines: count, depth: depth, side: .rows, kernel: kernel)))
             xattn_bf16_pack(source + first * lineStride, lineStride, depthStride, &a, 0, Int32(count))
             multiplySerial(a, b, aPanels: 0..<panels(a), bPanels: 0..<panels(b), c: c + first * ldc, ldc: ldc, accumulate: accumulate)
         }

@@ -18,8 +18,15 @@ extension Tensor {
     /// the output positions are cut into column panels; each work item unfolds its panel (im2col,
     /// [Cin·kh·kw, panel]) into its thread's scratch and multiplies it by W[Cout, Cin·kh·kw] with a
     /// single-threaded sgemm, so the panels of both threads run independently and stay in cache.
-    public func conv2d(weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Padding2D = .uniform(0)) -> Tensor {
+    public func conv2d(weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Padding2D = .uniform(0),
+                       algorithm: ConvolutionAlgorithm = .automatic) -> Tensor {
         precondition(weight.rank == 4, "conv2d needs weight [O,C,kh,kw]")
+        let square = weight.shape[2] == weight.shape[3] ? weight.shape[2] : 0
+        let winograd = rank == 4 && weight.shape[1] == shape[1] && (algorithm == .winograd
+            ? WinogradConvolution.canRun(kernel: square, stride: stride, padding: padding)
+            : algorithm == .automatic && WinogradConvolution.applies(kernel: square, stride: stride, padding: padding,
+                                                                             batch: shape[0], h: shape[2], w: shape[3]))
+        if winograd { return winogradConvolution(weight: weight, bias: bias) }
         return weight.withUnsafePointer { wt in
             convolve(.fp32(wt), weightShape: weight.shape, bias: bias, stride: stride, padding: padding)
         }
@@ -33,6 +40,23 @@ extension Tensor {
                      "conv2d: packed weight of depth \(packed.depth) does not fit input \(shape) with kernel \(kernel)")
         return withExtendedLifetime(packed) {
             convolve(.bf16(packed.layout), weightShape: [packed.lines, shape[1], kernel, kernel], bias: bias, stride: stride, padding: padding)
+        }
+    }
+
+    private func winogradConvolution(weight: Tensor, bias: Tensor?) -> Tensor {
+        OpProfile.measure("conv3x3") {
+            let plan = WinogradConvolution(batch: shape[0], cin: shape[1], cout: weight.shape[0], h: shape[2], w: shape[3])
+            precondition(bias.map { $0.shape == [plan.cout] } ?? true, "conv2d: bias must be [\(plan.cout)]")
+            var out = Tensor(uninitializedShape: [plan.batch, plan.cout, plan.h, plan.w])
+            withUnsafePointer { x in
+                weight.withUnsafePointer { g in
+                    out.withUnsafeMutablePointer { y in
+                        let biasPointer = bias.map { UnsafePointer($0.storage.pointer) }
+                        withExtendedLifetime(bias) { plan.run(x: x, weight: g, bias: biasPointer, out: y) }
+                    }
+                }
+            }
+            return out
         }
     }
 

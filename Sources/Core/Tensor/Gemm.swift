@@ -1,6 +1,7 @@
-import COpenBLAS
+import CKernels
 
-/// Matrix multiply through OpenBLAS `cblas_sgemm`: the only file that imports BLAS.
+/// Matrix multiply through OpenBLAS `cblas_sgemm` (opened at run time by CKernels' openblas.c,
+/// which first picks its kernel for this CPU): the only file that calls BLAS.
 ///
 /// OpenBLAS is set to one thread: parallelism comes from `ComputePool`, which cuts a product into
 /// row or column panels and runs one single-threaded sgemm per panel. One set of threads for the
@@ -10,7 +11,22 @@ public enum Gemm {
     /// Whether an operand is read as stored or transposed.
     public enum Layout: Sendable { case normal, transposed }
 
-    private static let configureOnce: Void = { openblas_set_num_threads(1) }()
+    private static let configureOnce: Void = {
+        if let error = xattn_blas_open() {
+            // No BLAS, no products: an installation error every job would meet; say what is missing.
+            preconditionFailure("xattn: \(String(cString: error))")
+        }
+    }()
+
+    /// Opens OpenBLAS now; nil when ready, else why not. Executables call it first thing, before
+    /// any other thread exists (opening may set OPENBLAS_CORETYPE in the environment).
+    public static func prepare() -> String? { xattn_blas_open().map { String(cString: $0) } }
+
+    /// The kernel OpenBLAS runs ("Haswell", "SkylakeX", "Prescott", …).
+    public static var kernelName: String { String(cString: xattn_blas_corename()) }
+
+    /// The kernel xattn asks OpenBLAS for on this CPU, nil when OpenBLAS chooses.
+    public static var kernelChosenForThisCPU: String? { xattn_blas_core_for_cpu().map { String(cString: $0) } }
 
     /// Row-major `C = alpha · op(A) · op(B) + beta · C` on the calling thread only.
     /// op(A): [m, k] (A stored [m, k] with row stride lda, or [k, m] when transposed);
@@ -29,11 +45,8 @@ public enum Gemm {
             for row in 0..<m { for col in 0..<n { c[row * ldc + col] *= beta } }
             return
         }
-        cblas_sgemm(
-            CblasRowMajor,
-            layoutA == .normal ? CblasNoTrans : CblasTrans,
-            layoutB == .normal ? CblasNoTrans : CblasTrans,
-            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        xattn_sgemm(layoutA == .normal ? 0 : 1, layoutB == .normal ? 0 : 1,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
     /// `sgemmSerial` split over the compute pool: along n (column panels) when n is the larger
@@ -81,17 +94,14 @@ public enum Gemm {
         m: Int, n: Int, k: Int, threads: Int
     ) {
         _ = configureOnce
-        openblas_set_num_threads(Int32(threads))
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
-                    1, a, Int32(k), b, Int32(n), 0, c, Int32(n))
-        openblas_set_num_threads(1)
+        xattn_blas_set_threads(Int32(threads))
+        xattn_sgemm(0, 0, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(n), 0, c, Int32(n))
+        xattn_blas_set_threads(1)
     }
 
-    /// The OpenBLAS build's self-description, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH … Haswell".
-    public static var backendDescription: String {
-        guard let config = openblas_get_config() else { return "OpenBLAS" }
-        return String(cString: config)
-    }
+    /// The OpenBLAS build's self-description and its kernel, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH …;
+    /// kernel Haswell".
+    public static var backendDescription: String { String(cString: xattn_blas_description()) }
 }
 
 extension Tensor {

@@ -48,7 +48,7 @@ public enum PrecisionChoice: String, CaseIterable, Sendable {
     case auto
     /// Float products: exact to the reference.
     case fp32
-    /// bfloat16 operands, float accumulation: about 2.7× faster on AVX512-BF16 CPUs.
+    /// bfloat16 operands, float accumulation: faster on CPUs with AMX, or AVX512-BF16 on AMD.
     case bf16
 }
 

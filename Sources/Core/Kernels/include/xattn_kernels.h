@@ -18,43 +18,96 @@ int xattn_cpu_has_avx512_bf16(void);
 uint16_t xattn_bf16_from_float(float value);
 float xattn_float_from_bf16(uint16_t bits);
 
-/// The packed operand layout of the bf16 products (both sides use it, with different widths).
-/// A matrix of `lines` lines (rows of A, or columns of B), each `depth` long (the shared k), is cut
-/// into depth blocks of XATTN_BF16_KC and line panels of `width` (XATTN_BF16_MR for A, XATTN_BF16_NR
-/// for B). Inside a block, panel by panel, for each pair of depths (2p, 2p+1) the `width` lines'
-/// pairs follow one another as 32-bit words: low half = depth 2p, high half = depth 2p+1 (zero past
-/// the end), lines past `lines` are zero. That word is what vdpbf16ps multiplies.
-enum { XATTN_BF16_MR = 14, XATTN_BF16_NR = 32, XATTN_BF16_KC = 256 };
+/// The bf16 kernels: AMX tiles (Sapphire Rapids and later: 16×16 tiles, 16 pairs per step), the
+/// AVX512-BF16 vector kernel (vdpbf16ps: Zen 4, Cooper Lake), and a portable one computing the
+/// vector kernel's sums in its order (tests; any CPU).
+enum { XATTN_BF16_PORTABLE = 0, XATTN_BF16_AVX512 = 1, XATTN_BF16_AMX = 2 };
+enum { XATTN_BF16_ROWS = 0, XATTN_BF16_COLUMNS = 1 };
+enum { XATTN_BF16_KC = 256 };
 
+/// The best kernel this CPU and OS run: AMX when the CPU has AMX-BF16 and the kernel grants the
+/// process the tile state (arch_prctl), else AVX512-BF16 when present, else XATTN_BF16_PORTABLE
+/// (meaning: no bf16 here). XATTN_BF16_KERNEL=avx512 in the environment passes over AMX.
+int xattn_bf16_kernel(void);
+
+/// 1 when bf16 products run faster than float ones here: AMX, or AVX512-BF16 on a CPU that issues
+/// it as often as a float FMA (AMD Zen 4; Intel server cores issue two FMAs per cycle, one vdpbf16ps).
+int xattn_bf16_is_faster(void);
+
+/// The packed operand layout. A matrix of `lines` lines (rows of A, or columns of B), each `depth`
+/// long (the shared k), is cut into depth blocks of XATTN_BF16_KC (AMX: twice that) and line panels of
+/// xattn_bf16_width(kernel, side) lines (lines past `lines` are zero). A 32-bit word holds a pair of
+/// depths (2p, 2p+1) of one line as bf16, low half first (zero past the end). Inside a block, panel by
+/// panel, words go pair by pair (each pair: the panel's lines in order), except AMX's rows, which go
+/// line by line (each line: its pairs), as a tile row holds them. For AMX, a block's pairs are
+/// rounded up to 16 with zeros.
 typedef struct {
-    int lines;   // rows of A / columns of B
-    int depth;   // k
-    int width;   // XATTN_BF16_MR or XATTN_BF16_NR
+    int lines;
+    int depth;
+    int side;     // XATTN_BF16_ROWS (A) or XATTN_BF16_COLUMNS (B)
+    int kernel;   // the kernel the layout is for
     uint32_t *words;
 } xattn_bf16_packed;
 
+/// Lines per panel: 14 rows (AVX512, portable) or 16 (AMX); 32 columns.
+int xattn_bf16_width(int kernel, int side);
+
 /// Words needed for a packed operand.
-size_t xattn_bf16_packed_words(int lines, int depth, int width);
+size_t xattn_bf16_packed_words(const xattn_bf16_packed *layout);
 
 /// Packs element (line l, depth d) = source[l * line_stride + d * depth_stride] into `packed`
-/// (whose lines, depth, width and words are set by the caller), lines first_line..<end_line only,
-/// so threads can pack panels of one operand side by side (bounds multiples of `width`, or the end).
+/// (whose fields are set by the caller), lines first_line..<end_line only, so threads can pack
+/// panels of one operand side by side (bounds multiples of the width, or the end).
 void xattn_bf16_pack(const float *source, ptrdiff_t line_stride, ptrdiff_t depth_stride,
                      const xattn_bf16_packed *packed, int first_line, int end_line);
 
 /// C[i][j] (=|+=) Σ_k A[i][k]·B[k][j] over bf16 operands with float accumulation, for A's panels
 /// a_panels and B's panels b_panels (half-open panel index ranges), C row-major with row stride ldc.
 /// `accumulate` 0 overwrites C, 1 adds to it. Calls with disjoint panel ranges may run at once.
-/// The AVX512-BF16 kernel; call only when xattn_cpu_has_avx512_bf16().
-void xattn_bf16_gemm_avx512(const xattn_bf16_packed *a, const xattn_bf16_packed *b,
-                            int a_first_panel, int a_end_panel, int b_first_panel, int b_end_panel,
-                            float *c, ptrdiff_t ldc, int accumulate);
+/// Runs the kernel both layouts were made for (they must agree).
+void xattn_bf16_gemm(const xattn_bf16_packed *a, const xattn_bf16_packed *b,
+                     int a_first_panel, int a_end_panel, int b_first_panel, int b_end_panel,
+                     float *c, ptrdiff_t ldc, int accumulate);
 
-/// The same computation in portable C (each product of two bf16 values is exact in float, summed
-/// pair by pair in float): the reference the AVX512 kernel is tested against, on any CPU.
+/// The same sums in portable C, for layouts of any kernel: per pair, the odd product then the even
+/// one added to the float accumulator (exact products of 8-bit significands), as vdpbf16ps does.
 void xattn_bf16_gemm_portable(const xattn_bf16_packed *a, const xattn_bf16_packed *b,
                               int a_first_panel, int a_end_panel, int b_first_panel, int b_end_panel,
                               float *c, ptrdiff_t ldc, int accumulate);
+
+/// Winograd F(4×4, 3×3) for stride-1, padding-1 3×3 convolutions (winograd.c). Tiles are 4×4
+/// output pixels; a plane of h×w has (h+3)/4 tile rows of (w+3)/4 tiles. Transformed data is laid
+/// out [36][channel][tile] with `xi_stride` floats between the 36 planes.
+
+/// Bᵀ d B of one input channel's tiles in tile rows first_row..<end_row, written to v[ξ·xi_stride +
+/// (ty − first_row)·tw + tx]. `scratch`: 60·(w/4 + 2) floats.
+void xattn_winograd_input(const float *plane, int h, int w, int first_row, int end_row,
+                          float *v, ptrdiff_t xi_stride, float *scratch);
+
+/// Aᵀ M A + bias of one output channel's tiles first_row..<end_row (read as the input transform
+/// writes them) into the h×w plane. `scratch`: 40·(w/4 + 1) floats.
+void xattn_winograd_output(const float *m, ptrdiff_t xi_stride, int h, int w, int first_row, int end_row,
+                           float bias, float *plane, float *scratch);
+
+/// G g Gᵀ of `pairs` 3×3 filters g[pair][9] (PyTorch's [out][in][3][3] is [out·in][9]) into
+/// u[ξ·xi_stride + pair].
+void xattn_winograd_weights(const float *g, int pairs, float *u, ptrdiff_t xi_stride);
+
+/// OpenBLAS, opened on first use after choosing its kernel (openblas.c). NULL when it is open,
+/// else why it could not be opened. Call it once early, before other threads start: it may set
+/// OPENBLAS_CORETYPE in the environment.
+const char *xattn_blas_open(void);
+/// The OpenBLAS kernel xattn asks for on this CPU ("SkylakeX", "Haswell"), or NULL to let OpenBLAS
+/// choose (AMD CPUs, which it knows by family; CPUs without AVX2).
+const char *xattn_blas_core_for_cpu(void);
+/// OpenBLAS's configuration and kernel, or the reason it could not be opened.
+const char *xattn_blas_description(void);
+/// The kernel OpenBLAS runs ("Haswell", "SkylakeX", "Prescott", …); "" when not open.
+const char *xattn_blas_corename(void);
+void xattn_blas_set_threads(int threads);
+/// Row-major cblas_sgemm; xattn_blas_open() must have succeeded.
+void xattn_sgemm(int transposed_a, int transposed_b, int m, int n, int k, float alpha, const float *a, int lda,
+                 const float *b, int ldb, float beta, float *c, int ldc);
 
 #ifdef __cplusplus
 }
