@@ -27,7 +27,8 @@ enum TransferSuite {
     static func measure(_ precision: Precision, peak: Double, json: Bool, rows: inout [[String: Any]]) throws -> [String: Double] {
         let unet = try UNetModel(config: UNetConfig(), weights: WeightReader(source: RandomWeights(seed: 1), component: "unet", precision: precision),
                                  configPath: "SD 1.5 defaults")
-        let vae = try AutoencoderKL(config: VAEConfig(), weights: WeightReader(source: RandomWeights(seed: 2), component: "vae", precision: precision),
+        // The VAE stays fp32 in every model (StableDiffusionModel.load): measured as the job runs it.
+        let vae = try AutoencoderKL(config: VAEConfig(), weights: WeightReader(source: RandomWeights(seed: 2), component: "vae", precision: .fp32),
                                     configPath: "SD 1.5 defaults")
         var seconds: [String: Double] = [:]
         func measure(_ name: String, batch: Int, _ body: () -> Void) {

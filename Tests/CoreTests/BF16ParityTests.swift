@@ -104,7 +104,7 @@ import Core
 /// model (the full-size figures are in the closing note of the bf16 work and docs/PERFORMANCE.md).
 @Suite(.serialized, .enabled(if: Precision.bf16IsSupported, "bf16 needs AVX512-BF16")) struct BF16TransferTests {
     /// One UNet pass against PyTorch's float32 output (tools/reference/bf16_tiny.py), held to
-    /// PyTorch's own bf16 autocast deviation on the same inputs: measured 18.8 % for xattn, 20.6 % for
+    /// PyTorch's own bf16 autocast deviation on the same inputs: measured 18.7 % for xattn (AMX), 20.6 % for
     /// autocast. This tiny random model on unit-variance inputs is far more sensitive than SD 1.5
     /// (autocast: 1.44 % on the SD 1.5 UNet; xattn 0.95 %). fp32 stays within the parity tests'
     /// 1e-3 (measured 3.5e-5).
@@ -124,7 +124,7 @@ import Core
     }
 
     /// A whole short transfer (20 steps) against fp32: the deviation of each pass accumulates
-    /// through inversion and generation; measured 0.28 final-latent relative L2 and 21.6 dB PSNR
+    /// through inversion and generation; measured 0.26 final-latent relative L2 and 22.6 dB PSNR
     /// on this model. The bounds catch a broken bf16 path (unrelated outputs: relative L2 ≈ 1.4,
     /// PSNR well under 15 dB), not a change of rounding.
     @Test func bf16TransferStaysCloseToFP32() throws {
