@@ -206,26 +206,14 @@ extension Tensor {
     /// `linear(weight:bias:)` with bf16 products: `packed` holds Wᵀ as the columns operand
     /// (`PackedBF16(transposedColumnsOf:)`); x is packed per work item; accumulation is float.
     public func linear(packed weight: PackedBF16, bias: Tensor?) -> Tensor {
-        OpProfile.measure("linear") {
-            let inFeatures = dim(-1), outFeatures = weight.lines
-            precondition(weight.side == .columns && weight.depth == inFeatures,
-                         "linear: packed weight [\(outFeatures), \(weight.depth)] does not fit input \(shape)")
-            let rows = count / max(inFeatures, 1)
-            var out = Tensor(uninitializedShape: Array(shape.dropLast()) + [outFeatures])
-            out.withUnsafeMutablePointer { c in
-                if let bias {
-                    precondition(bias.shape == [outFeatures], "linear bias \(bias.shape) ≠ [\(outFeatures)]")
-                    bias.withUnsafePointer { b in
-                        for r in 0..<rows { (c + r * outFeatures).update(from: b, count: outFeatures) }
-                    }
-                }
-                withUnsafePointer { x in
-                    BF16Gemm.multiply(rowsOf: x, lineStride: inFeatures, depthStride: 1, lines: rows, weight.layout,
-                                      c: c, ldc: outFeatures, accumulate: bias != nil)
-                }
+        let inFeatures = dim(-1), outFeatures = weight.lines
+        precondition(weight.side == .columns && weight.depth == inFeatures,
+                     "linear: packed weight [\(outFeatures), \(weight.depth)] does not fit input \(shape)")
+        return withExtendedLifetime(weight) {
+            linearProduct(outFeatures: outFeatures, bias: bias) { x, c, rows, accumulate in
+                BF16Gemm.multiply(rowsOf: x, lineStride: inFeatures, depthStride: 1, lines: rows, weight.layout,
+                                  c: c, ldc: outFeatures, accumulate: accumulate)
             }
-            withExtendedLifetime(weight) {}
-            return out
         }
     }
 }

@@ -141,35 +141,39 @@ public final class ComputePool: @unchecked Sendable {
 
 /// Per-thread scratch memory that grows to the largest request and is reused between items.
 public final class WorkerScratch {
-    private var storage: UnsafeMutablePointer<Float>?
-    private var capacity = 0
-    private var wordStorage: UnsafeMutablePointer<UInt32>?
-    private var wordCapacity = 0
+    private var floatBuffer = GrowingBuffer<Float>()
+    private var wordBuffer = GrowingBuffer<UInt32>()
 
     /// A buffer of at least `count` floats, valid until the next call on this scratch. Contents are
     /// unspecified.
-    public func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
+    public func floats(_ count: Int) -> UnsafeMutablePointer<Float> { floatBuffer.pointer(count) }
+
+    /// A second buffer, of at least `count` 32-bit words (packed bf16 pairs), independent of
+    /// `floats`; same validity rules.
+    public func words(_ count: Int) -> UnsafeMutablePointer<UInt32> { wordBuffer.pointer(count) }
+
+    deinit {
+        floatBuffer.release()
+        wordBuffer.release()
+    }
+}
+
+/// Memory that grows by half again when too small; contents are not kept across growth.
+private struct GrowingBuffer<Element> {
+    private var storage: UnsafeMutablePointer<Element>?
+    private var capacity = 0
+
+    mutating func pointer(_ count: Int) -> UnsafeMutablePointer<Element> {
         if let storage, capacity >= count { return storage }
         storage?.deallocate()
         capacity = max(count, capacity * 3 / 2)
-        let fresh = UnsafeMutablePointer<Float>.allocate(capacity: max(capacity, 1))
+        let fresh = UnsafeMutablePointer<Element>.allocate(capacity: max(capacity, 1))
         storage = fresh
         return fresh
     }
 
-    /// A second buffer, of at least `count` 32-bit words (packed bf16 pairs), independent of
-    /// `floats`; same validity rules.
-    public func words(_ count: Int) -> UnsafeMutablePointer<UInt32> {
-        if let wordStorage, wordCapacity >= count { return wordStorage }
-        wordStorage?.deallocate()
-        wordCapacity = max(count, wordCapacity * 3 / 2)
-        let fresh = UnsafeMutablePointer<UInt32>.allocate(capacity: max(wordCapacity, 1))
-        wordStorage = fresh
-        return fresh
-    }
-
-    deinit {
+    mutating func release() {
         storage?.deallocate()
-        wordStorage?.deallocate()
+        storage = nil
     }
 }

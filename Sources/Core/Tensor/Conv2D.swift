@@ -18,6 +18,7 @@ extension Tensor {
     /// the output positions are cut into column panels; each work item unfolds its panel (im2col,
     /// [Cin·kh·kw, panel]) into its thread's scratch and multiplies it by W[Cout, Cin·kh·kw] with a
     /// single-threaded sgemm, so the panels of both threads run independently and stay in cache.
+    /// `algorithm`: `.automatic` takes Winograd F(4×4, 3×3) where it pays (`ConvolutionAlgorithm`).
     public func conv2d(weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Padding2D = .uniform(0),
                        algorithm: ConvolutionAlgorithm = .automatic) -> Tensor {
         precondition(weight.rank == 4, "conv2d needs weight [O,C,kh,kw]")

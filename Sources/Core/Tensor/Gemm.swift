@@ -140,11 +140,23 @@ extension Tensor {
     /// PyTorch `nn.Linear`: `x · Wᵀ + b` over the last dimension.
     /// x: [..., in], weight: [out, in] (PyTorch layout, not transposed on load), bias: [out] → [..., out].
     public func linear(weight: Tensor, bias: Tensor?) -> Tensor {
+        let inFeatures = dim(-1), outFeatures = weight.dim(0)
+        precondition(weight.shape == [outFeatures, inFeatures], "linear weight \(weight.shape) does not fit input \(shape)")
+        return linearProduct(outFeatures: outFeatures, bias: bias) { x, c, rows, accumulate in
+            weight.withUnsafePointer { w in
+                // [rows, in] × [out, in]ᵀ → [rows, out]
+                Gemm.sgemm(x, .normal, lda: inFeatures, w, .transposed, ldb: inFeatures,
+                           c, ldc: outFeatures, m: rows, n: outFeatures, k: inFeatures, beta: accumulate ? 1 : 0)
+            }
+        }
+    }
+
+    /// The frame both linear layers share: [..., in] → [..., out], C holding the bias rows first
+    /// (if any); `product(x, c, rows, accumulate)` adds (or writes) x · Wᵀ.
+    func linearProduct(outFeatures: Int, bias: Tensor?,
+                       _ product: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int, Bool) -> Void) -> Tensor {
         OpProfile.measure("linear") {
-            let inFeatures = dim(-1), outFeatures = weight.dim(0)
-            precondition(weight.shape == [outFeatures, inFeatures],
-                         "linear weight \(weight.shape) does not fit input \(shape)")
-            let rows = count / max(inFeatures, 1)
+            let rows = count / max(dim(-1), 1)
             var out = Tensor(uninitializedShape: Array(shape.dropLast()) + [outFeatures])
             out.withUnsafeMutablePointer { c in
                 if let bias {
@@ -153,14 +165,7 @@ extension Tensor {
                         for r in 0..<rows { (c + r * outFeatures).update(from: b, count: outFeatures) }
                     }
                 }
-                withUnsafePointer { x in
-                    weight.withUnsafePointer { w in
-                        // [rows, in] × [out, in]ᵀ → [rows, out]
-                        Gemm.sgemm(x, .normal, lda: inFeatures, w, .transposed, ldb: inFeatures,
-                                   c, ldc: outFeatures, m: rows, n: outFeatures, k: inFeatures,
-                                   beta: bias == nil ? 0 : 1)
-                    }
-                }
+                withUnsafePointer { x in product(x, c, rows, bias != nil) }
             }
             return out
         }
