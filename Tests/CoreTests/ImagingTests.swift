@@ -69,5 +69,7 @@ import Core
         let t = ImagePreprocessing.modelInput(picture, size: 2)
         #expect(t.shape == [3, 2, 2])
         #expect(ImagePreprocessing.image(from: Tensor(shape: [3, 1, 1], scalars: [-1, 0, 1])!).pixels == [0, 128, 255])
+        // Overflowed outputs give pixels, not a trap: NaN → 0, ±∞ clamp.
+        #expect(ImagePreprocessing.image(from: Tensor(shape: [3, 1, 1], scalars: [.nan, .infinity, -.infinity])!).pixels == [0, 255, 0])
     }
 }

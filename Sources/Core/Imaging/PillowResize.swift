@@ -108,13 +108,16 @@ public enum ImagePreprocessing {
     }
 
     /// [3, H, W] in [−1, 1] → 8-bit RGB: round(clamp(x/2 + 0.5, 0, 1)·255), half to even as numpy.
+    /// A NaN (a model whose activations overflowed: seen with random full-size weights after a few
+    /// steps) becomes 0, instead of a trap that would take the service down with the job.
     public static func image(from tensor: Tensor) -> RGBImage {
         let (h, w) = (tensor.shape[1], tensor.shape[2])
         var pixels = [UInt8](repeating: 0, count: h * w * 3)
         tensor.withUnsafePointer { p in
             for i in 0..<(h * w) {
                 for c in 0..<3 {
-                    let v = min(max(p[c * h * w + i] / 2 + 0.5, 0), 1) * 255
+                    let x = p[c * h * w + i]
+                    let v = x.isNaN ? 0 : min(max(x / 2 + 0.5, 0), 1) * 255
                     pixels[3 * i + c] = UInt8(v.rounded(.toNearestOrEven))
                 }
             }

@@ -2,7 +2,8 @@ import CKernels
 
 /// The arithmetic of the engine's products (docs/PERFORMANCE.md, "Precision"). `fp32` is exact to
 /// the reference; `bf16` rounds both operands of every GEMM, convolution and attention product to
-/// bfloat16 and accumulates in float (vdpbf16ps); everything outside the products stays float.
+/// bfloat16 and accumulates in float (AMX tiles or vdpbf16ps); everything outside the products
+/// stays float.
 public enum Precision: String, Sendable, Codable, CaseIterable {
     case fp32, bf16
 
@@ -15,8 +16,8 @@ public enum Precision: String, Sendable, Codable, CaseIterable {
 }
 
 /// One operand of bf16 products in the kernels' packed layout (xattn_kernels.h): the rows of A
-/// (`.rows`, panels of 14) or the columns of B (`.columns`, panels of 32), pairs of the shared depth
-/// interleaved. Owns its memory; weights are packed once at load.
+/// (`.rows`, panels of 14, or 16 for AMX) or the columns of B (`.columns`, panels of 32), pairs of
+/// the shared depth in 32-bit words. Owns its memory; weights are packed once at load.
 public final class PackedBF16: @unchecked Sendable {
     public enum Side: Sendable {
         case rows, columns
@@ -67,7 +68,7 @@ public final class PackedBF16: @unchecked Sendable {
         withExtendedLifetime(weight) {}
     }
 
-    deinit { layout.words.deallocate() }
+    deinit { layout.words?.deallocate() }
 }
 
 /// bf16 GEMM on packed operands, split over the compute pool.
@@ -81,7 +82,7 @@ public enum BF16Gemm {
     /// The fastest kernel this CPU and OS run (`.portable`: none; bf16 is then not offered).
     public static var kernel: Kernel { Kernel(rawValue: xattn_bf16_kernel()) ?? .portable }
 
-    /// Whether the AVX512-BF16 kernel runs here (whichever is the fastest).
+    /// Whether the AVX512-BF16 kernel runs here (also where AMX is preferred to it).
     public static var vectorKernelIsSupported: Bool { xattn_cpu_has_avx512_bf16() != 0 }
 
     /// The bits of `x` rounded to bfloat16 as the kernels round it (nearest, ties to even).
@@ -130,7 +131,8 @@ public enum BF16Gemm {
     @inline(__always)
     static func multiplySerial(_ a: xattn_bf16_packed, _ b: xattn_bf16_packed, aPanels: Range<Int>, bPanels: Range<Int>,
                                c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, portable: Bool = false) {
-        precondition(a.depth == b.depth, "bf16 product: depths \(a.depth) and \(b.depth) differ")
+        precondition(a.depth == b.depth && a.kernel == b.kernel,
+                     "bf16 product: depths \(a.depth), \(b.depth) or layouts \(a.kernel), \(b.kernel) differ")
         var a = a, b = b
         func lines(_ p: xattn_bf16_packed, _ r: Range<Int>) -> Int {
             max(0, min(Int(p.lines), r.upperBound * width(p)) - r.lowerBound * width(p))
