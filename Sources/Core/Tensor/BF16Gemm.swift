@@ -110,21 +110,15 @@ public enum BF16Gemm {
     /// Packs all of `layout`'s lines, in parallel over panels when there is enough of it.
     static func pack(_ source: UnsafePointer<Float>, lineStride: Int, depthStride: Int, into layout: xattn_bf16_packed,
                      pool: ComputePool = .shared) {
-        var target = layout
         let lines = Int(layout.lines), width = width(layout)
         let panels = (lines + width - 1) / width
         let parts = lines * Int(layout.depth) < 1 << 16 ? 1 : min(panels, 4 * pool.preferredSplit)
-        if parts <= 1 {
-            xattn_bf16_pack(source, lineStride, depthStride, &target, 0, Int32(lines))
-            return
-        }
-        let chunk = (panels + parts - 1) / parts
-        pool.parallelFor((panels + chunk - 1) / chunk) { part in
+        let chunk = (panels + max(parts, 1) - 1) / max(parts, 1)
+        pool.parallelFor((panels + max(chunk, 1) - 1) / max(chunk, 1)) { part in
             var target = layout
             let first = part * chunk * width, end = min(lines, (part + 1) * chunk * width)
             xattn_bf16_pack(source, lineStride, depthStride, &target, Int32(first), Int32(end))
         }
-        _ = target
     }
 
     /// C = A·B (or C += A·B) on the calling thread, for A's panels `aPanels` and B's `bPanels`.
