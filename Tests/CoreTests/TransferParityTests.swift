@@ -32,8 +32,8 @@ import Core
         let pipeline = TransferPipeline(model: model, schedule: schedule)
         return try pipeline.run(structure: try expected("structure.image"), appearance: try expected("appearance.image"), options: options,
                                 noise: InjectedNoise(structure: try noise.tensor("structure.inversion_noise"),
-                                                     appearance: try noise.tensor("appearance.inversion_noise"),
-                                                     masks: referenceMasks ? (try expected("structure.mask"), try expected("appearance.mask")) : nil))
+                                                     appearance: try noise.tensor("appearance.inversion_noise")),
+                                masks: referenceMasks ? ObjectMasks(structure: try expected("structure.mask"), appearance: try expected("appearance.mask")) : ObjectMasks())
     }
 
     static func iou(_ a: Tensor, _ b: Tensor) -> Float {
@@ -98,5 +98,50 @@ import Core
         }
         let iou = TransferParityTests.iou(Tensor(shape: [16, 16], scalars: mask)!, try file.tensor("\(image).mask"))
         #expect(iou >= 0.9, "\(image) mask IoU \(iou): \(mask.reduce(0, +)) pixels")
+    }
+}
+
+/// Sizes other than the square, and two images of different sizes, against
+/// tools/reference/transfer_sizes.py (layers keyed by level; A in a pass of its own when its size
+/// differs, O attending to its keys and values). Masked AdaIN takes the masks the reference was
+/// given (a disc and a half), through the pipeline's user-mask path.
+@Suite(.serialized) struct SizeParityTests {
+    static let file = TransferParityTests.folder + "/sizes.safetensors"
+
+    func run(_ name: String, masked: Bool) throws -> TransferResult {
+        let fixture = try SafetensorsFile(path: Self.file)
+        func t(_ key: String) throws -> Tensor { try fixture.tensor("\(name).\(key)") }
+        let model = try TinySD.requireModel()
+        let schedule = try NoiseSchedule(config: try JSONDecoder().decode(NoiseSchedule.Config.self,
+            from: try #require(FileManager.default.contents(atPath: TinySD.folder + "/scheduler/scheduler_config.json"))))
+        var options = TransferParityTests.options
+        options.maskedAdaIN = masked
+        return try TransferPipeline(model: model, schedule: schedule).run(
+            structure: try t("structure.image"), appearance: try t("appearance.image"), options: options,
+            noise: InjectedNoise(structure: try t("structure.inversion_noise"), appearance: try t("appearance.inversion_noise")),
+            masks: masked ? ObjectMasks(structure: try t("structure.mask"), appearance: try t("appearance.mask")) : ObjectMasks())
+    }
+
+    func maxAbs(_ a: Tensor, _ b: Tensor) -> Float {
+        a.shape == b.shape ? zip(a.scalars, b.scalars).map { abs($0 - $1) }.max() ?? .infinity : .infinity
+    }
+
+    /// wide: both 192×128 (latents 16×24); mixed: structure 128×192, appearance 192×128.
+    @Test(arguments: ["wide", "mixed"])
+    func matchesReference(name: String) throws {
+        let fixture = try SafetensorsFile(path: Self.file)
+        func t(_ key: String) throws -> Tensor { try fixture.tensor("\(name).\(key)") }
+        let masked = try run(name, masked: true)
+        // The same tolerances as the square's parity (TransferParityTests): 1e-4 for X[K], 1e-3
+        // for the final latents.
+        #expect(maxAbs(masked.structureInversion.xSkip, try t("structure.x_skip")) < 1e-4)
+        #expect(maxAbs(masked.appearanceInversion.xSkip, try t("appearance.x_skip")) < 1e-4)
+        #expect(maxAbs(masked.output, try t("masked.output.latent")) < 1e-3, "\(name) masked output")
+        #expect(maxAbs(masked.appearance, try t("masked.appearance.latent")) < 1e-3)
+        #expect(maxAbs(masked.structure, try t("masked.structure.latent")) < 1e-3)
+        #expect(masked.image.shape == [3] + (try t("structure.image")).shape.dropFirst(), "the output has the structure's size")
+        #expect(masked.warnings.isEmpty)
+        let plain = try run(name, masked: false)
+        #expect(maxAbs(plain.output, try t("plain.output.latent")) < 1e-3, "\(name) plain output")
     }
 }

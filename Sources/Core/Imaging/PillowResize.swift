@@ -83,28 +83,12 @@ public enum PillowResize {
 
 /// ALGORITHM.md §2: images in and out of the model.
 public enum ImagePreprocessing {
-    /// Centre-crop to a square: the longer side loses (long − short) / 2 pixels at its start.
-    public static func centreCrop(_ image: RGBImage) -> RGBImage {
-        let side = min(image.width, image.height)
-        let (x0, y0) = ((image.width - side) / 2, (image.height - side) / 2)
-        var pixels = [UInt8](repeating: 0, count: side * side * 3)
-        for y in 0..<side {
-            let src = ((y0 + y) * image.width + x0) * 3
-            for i in 0..<(side * 3) { pixels[y * side * 3 + i] = image.pixels[src + i] }
-        }
-        return RGBImage(width: side, height: side, pixels: pixels)
-    }
-
-    /// Crop, resize to size×size (Pillow bicubic), map x / 127.5 − 1 → [3, size, size].
+    /// The paper's input: centre-cropped to a square, resized to size×size (`ImageGeometry`, native).
     public static func modelInput(_ image: RGBImage, size: Int) -> Tensor {
-        let square = PillowResize.resize(centreCrop(image), width: size, height: size)
-        var t = Tensor(uninitializedShape: [3, size, size])
-        t.withUnsafeMutablePointer { p in
-            for i in 0..<(size * size) {
-                for c in 0..<3 { p[c * size * size + i] = Float(square.pixels[3 * i + c]) / 127.5 - 1 }
-            }
-        }
-        return t
+        let square = ImageGeometry(sourceWidth: image.width, sourceHeight: image.height,
+                                   cropX: (image.width - min(image.width, image.height)) / 2, cropY: (image.height - min(image.width, image.height)) / 2,
+                                   cropWidth: min(image.width, image.height), cropHeight: min(image.width, image.height), width: size, height: size)
+        return modelInput(image, geometry: square)
     }
 
     /// [3, H, W] in [−1, 1] → 8-bit RGB: round(clamp(x/2 + 0.5, 0, 1)·255), half to even as numpy.

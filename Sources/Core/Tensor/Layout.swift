@@ -58,6 +58,30 @@ extension Tensor {
         return out
     }
 
+    /// Items `range` of the leading dimension: [B, *] → [range.count, *] (a copy).
+    public func items(_ range: Range<Int>) -> Tensor {
+        precondition(rank >= 1 && range.lowerBound >= 0 && range.upperBound <= shape[0], "items \(range) of \(shape)")
+        let size = count / max(shape[0], 1)
+        var out = Tensor(uninitializedShape: [range.count] + shape.dropFirst())
+        withUnsafePointer { src in out.withUnsafeMutablePointer { $0.update(from: src + range.lowerBound * size, count: range.count * size) } }
+        return out
+    }
+
+    /// Tensors [Bᵢ, *] with one item shape, end to end: [ΣBᵢ, *].
+    public static func concatenatingItems(_ parts: [Tensor]) -> Tensor {
+        let itemShape = Array(parts[0].shape.dropFirst())
+        precondition(parts.allSatisfy { Array($0.shape.dropFirst()) == itemShape }, "concatenatingItems: item shapes differ")
+        var out = Tensor(uninitializedShape: [parts.reduce(0) { $0 + $1.shape[0] }] + itemShape)
+        out.withUnsafeMutablePointer { dst in
+            var offset = 0
+            for part in parts {
+                part.withUnsafePointer { (dst + offset).update(from: $0, count: part.count) }
+                offset += part.count
+            }
+        }
+        return out
+    }
+
     /// Rows of a [V, D] table: ids → [ids.count, D] (token embeddings).
     public func gatherRows(_ ids: [Int]) -> Tensor {
         let width = dim(-1)

@@ -13,7 +13,8 @@ enum AdaIN {
         return (mean, (squares / Double(n - 1) + 1e-5).squareRoot())
     }
 
-    /// O' = (O − μ_O)/σ_O · σ_A + μ_A over all pixels. o, a: [C, H, W].
+    /// O' = (O − μ_O)/σ_O · σ_A + μ_A over all pixels. o: [C, H, W], a: [C, H', W'] (A may have
+    /// another size: the statistics are per channel).
     static func plain(_ o: Tensor, _ a: Tensor) -> Tensor {
         masked(o, a, structureMask: nil, appearanceMask: nil) ?? o
     }
@@ -21,15 +22,15 @@ enum AdaIN {
     /// Statistics of A over M_A, of O over M_S; O' = O·(1 − M_S) + normalised(O)·M_S. Returns nil
     /// when a mask has fewer than two pixels (the caller falls back to plain AdaIN).
     static func masked(_ o: Tensor, _ a: Tensor, structureMask: [Float]?, appearanceMask: [Float]?) -> Tensor? {
-        precondition(o.shape == a.shape && o.rank == 3, "AdaIN needs two [C, H, W] latents")
-        let (channels, plane) = (o.shape[0], o.shape[1] * o.shape[2])
+        precondition(o.rank == 3 && a.rank == 3 && o.shape[0] == a.shape[0], "AdaIN needs two [C, H, W] latents")
+        let (channels, plane, planeA) = (o.shape[0], o.shape[1] * o.shape[2], a.shape[1] * a.shape[2])
         var out = o
         var ok = true
         a.withUnsafePointer { ap in
             o.withUnsafePointer { op in
                 out.withUnsafeMutablePointer { dst in
                     for c in 0..<channels {
-                        guard let sa = statistics(ap + c * plane, count: plane, mask: appearanceMask),
+                        guard let sa = statistics(ap + c * planeA, count: planeA, mask: appearanceMask),
                               let so = statistics(op + c * plane, count: plane, mask: structureMask) else { ok = false; return }
                         for i in 0..<plane {
                             let x = op[c * plane + i]

@@ -9,6 +9,7 @@ struct TransferRun {
     var passes = 0
     var seconds: [String: Double] = [:]
     var warnings: [String] = []
+    var preview: ((PreviewPoint) -> Void)?
 
     init(pipeline: TransferPipeline, options: TransferOptions, cancellation: TransferCancellation?,
          progress: @escaping (TransferProgress) -> Void) {
@@ -31,7 +32,8 @@ struct TransferRun {
         return try body(&self)
     }
 
-    mutating func execute(structure: Tensor, appearance: Tensor, noise: InjectedNoise?, cache: InversionCache?) throws -> TransferResult {
+    mutating func execute(structure: Tensor, appearance: Tensor, noise: InjectedNoise?, masks: ObjectMasks,
+                          cache: InversionCache?) throws -> TransferResult {
         let prompt = options.resolvedPrompt
         let (cond, uncond, nounPositions) = try timed("text") { run in try run.encodeText(prompt) }
         let (x0S, x0A) = try timed("encode") { run in try run.encodeImages(structure, appearance) }
@@ -45,7 +47,7 @@ struct TransferRun {
         }
         var generation = try timed("generate") { run in
             try run.generate(structure: structureInversion, appearance: appearanceInversion, cond: cond, nounPositions: nounPositions,
-                             injectedMasks: noise?.masks)
+                             givenMasks: masks)
         }
         let image = try timed("decode") { run -> Tensor in
             try run.checkCancelled()
