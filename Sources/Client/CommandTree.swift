@@ -55,10 +55,16 @@ struct Submit: ParsableCommand {
     var priority: Int?
     @Option(name: .customLong("key"), help: "Idempotency key: submitting it again returns the job it first created.")
     var idempotencyKey: String?
+    @Option(help: "The structure's object mask (PNG or JPEG, white = object, the image's aspect): replaces its self-segmentation.")
+    var structureMask: String?
+    @Option(help: "The appearance's object mask (PNG or JPEG, white = object, the image's aspect): replaces its self-segmentation.")
+    var appearanceMask: String?
     @Flag(help: "Follow the job to its end.") var wait = false
     @Option(help: "Wait, then write the result image here.") var out: String?
+    @Option(help: "With --wait or --out: rewrite this PNG with each preview of the output as the job runs.") var preview: String?
 
     func validate() throws {
+        if preview != nil && !wait && out == nil { throw ValidationError("--preview needs --wait or --out") }
         if let priority, !TransferParameters.priorities.contains(priority) {
             throw ValidationError("--priority must be in \(TransferParameters.priorities.lowerBound)…\(TransferParameters.priorities.upperBound), got \(priority)")
         }
@@ -72,8 +78,9 @@ struct Submit: ParsableCommand {
             return data.base64EncodedString()
         }
         let request = SubmitParams(structure: try file(structure), appearance: try file(appearance), options: options.parameters,
-                                   priority: priority, idempotencyKey: idempotencyKey)
-        throw ExitCode(try global.commands().submit(request, wait: wait, out: out))
+                                   priority: priority, idempotencyKey: idempotencyKey,
+                                   structureMask: try structureMask.map(file), appearanceMask: try appearanceMask.map(file))
+        throw ExitCode(try global.commands().submit(request, wait: wait, out: out, preview: preview))
     }
 }
 
@@ -98,7 +105,8 @@ struct Watch: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Follow a job's progress to its end.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var target: JobArgument
-    func run() throws { throw ExitCode(try global.commands().run(.watch(job: target.job))) }
+    @Option(help: "Rewrite this PNG with each preview of the output as the job runs.") var preview: String?
+    func run() throws { throw ExitCode(try global.commands().run(.watch(job: target.job, preview: preview))) }
 }
 
 struct Cancel: ParsableCommand {

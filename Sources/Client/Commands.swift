@@ -17,7 +17,7 @@ struct Commands {
     enum Command {
         case status(job: String?)
         case list(limit: Int)
-        case watch(job: String)
+        case watch(job: String, preview: String?)
         case cancel(job: String), retry(job: String)
         case result(job: String, out: String)
         case admin(RPCMethod)
@@ -38,7 +38,7 @@ struct Commands {
             return try show(try connection.call(.list, try JSONValue(encoding: ListParams(limit: limit))), as: ListResult.self) { r in
                 r.jobs.isEmpty ? "no jobs" : r.jobs.map(describe).joined(separator: "\n")
             }
-        case let .watch(job): return try watch(job)
+        case let .watch(job, preview): return try watch(job, preview: preview)
         case let .cancel(job), let .retry(job):
             let method: RPCMethod
             if case .cancel = command { method = .cancel } else { method = .retry }
@@ -73,24 +73,32 @@ struct Commands {
         return 0
     }
 
-    func submit(_ request: SubmitParams, wait: Bool, out: String?) throws -> Int32 {
+    func submit(_ request: SubmitParams, wait: Bool, out: String?, preview: String? = nil) throws -> Int32 {
         let submitted = try connection.call(.submit, try JSONValue(encoding: request)).decode(SubmitResult.self)
         guard wait || out != nil else {
             if json { print(String(decoding: try JSONEncoder.pretty.encode(submitted), as: UTF8.self)) } else { print(submitted.job.id) }
             return 0
         }
-        let code = try watch(submitted.job.id)
+        let code = try watch(submitted.job.id, preview: preview)
         if code == 0, let out { return try saveResult(submitted.job.id, to: out) }
         return code
     }
 
-    /// Follows a job to its end: a progress bar on a terminal, plain lines otherwise.
-    func watch(_ job: String) throws -> Int32 {
-        var info = try connection.call(.watch, try JSONValue(encoding: JobReference(job: job))).decode(JobInfo.self)
+    /// Follows a job to its end: a progress bar on a terminal, plain lines otherwise. With
+    /// `preview`, that file is rewritten (aside, then renamed) with each preview; the latest one is
+    /// written at once when the job already has one.
+    func watch(_ job: String, preview: String? = nil) throws -> Int32 {
+        var info = try connection.call(.watch, try JSONValue(encoding: WatchParams(job: job, previews: preview != nil ? true : nil))).decode(JobInfo.self)
         let terminal = isatty(STDERR_FILENO) == 1 && !json
+        if let preview, !info.state.isFinal,
+           let latest = try? connection.call(.preview, try JSONValue(encoding: JobReference(job: job))).decode(JobPreviewResult.self).preview {
+            try write(latest, to: preview)
+        }
         while !info.state.isFinal {
             let (method, params) = try connection.nextNotification()
-            if method == RPCNotificationName.progress.rawValue, let progress = try? params.decode(ProgressNotification.self), progress.job == job {
+            if method == RPCNotificationName.preview.rawValue, let preview, let image = try? params.decode(JobPreview.self), image.job == job {
+                try write(image, to: preview)
+            } else if method == RPCNotificationName.progress.rawValue, let progress = try? params.decode(ProgressNotification.self), progress.job == job {
                 report(progress.progress, terminal: terminal)
             } else if method == RPCNotificationName.state.rawValue, let state = try? params.decode(StateNotification.self), state.job.id == job {
                 info = state.job
@@ -111,6 +119,11 @@ struct Commands {
         } else if !json {
             FileHandle.standardError.write(Data("\(p.phase) \(p.step)/\(p.total)\(eta)\n".utf8))
         }
+    }
+
+    func write(_ preview: JobPreview, to path: String) throws {
+        guard let png = Data(base64Encoded: preview.png) else { throw ClientError(kind: .failure, description: "a preview is not base64") }
+        try png.write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 
     func saveResult(_ job: String, to path: String) throws -> Int32 {

@@ -25,6 +25,10 @@ final class HotFolders: @unchecked Sendable {
             guard info.state.isFinal, info.source == "hot-folder", let self else { return }
             queue.async { if !self.stopped { for folder in self.folders where folder.isReady { folder.deliverFinished() } } }
         }
+        events.observePreviews { [weak self] preview in
+            guard let self else { return }
+            queue.async { if !self.stopped { for folder in self.folders where folder.isReady { folder.writePreview(preview) } } }
+        }
     }
 
     /// Delivers what ended while the daemon was down, scans every folder, and starts watching.

@@ -85,7 +85,8 @@ final class ServiceStart {
         let path = settings.model ?? ""
         if let error = Gemm.prepare() { throw UsageError(error) }
         let model = try StableDiffusionModel.load(from: path, tokenizer: settings.tokenizer, precision: settings.precision.resolved)
-        let engine = JobAdmission.Engine(model: model, schedule: try NoiseSchedule(config: try NoiseSchedule.Config(near: model.path)))
+        let engine = JobAdmission.Engine(model: model, schedule: try NoiseSchedule(config: try NoiseSchedule.Config(near: model.path)),
+                                         maxPixels: settings.maxPixels)
         // A folder's options that this model refuses would fail every drop: refuse them now.
         for folder in settings.folders {
             do { _ = try JobAdmission.options(folder.options, engine: engine) } catch {
@@ -108,6 +109,7 @@ final class ServiceStart {
         let worker = Worker(store: store, events: events, model: engine.model, schedule: engine.schedule,
                             resultsDirectory: settings.resultsDirectory, cache: cache, logger: logger)
         worker.retention = (settings.resultRetentionDays, settings.resultRetentionCount)
+        worker.maxPixels = settings.maxPixels
         let hotFolders = HotFolders(settings: settings.folders, store: store, engine: engine, events: events, logger: logger,
                                     queueLimit: { service.limits.queueLimit }, wake: { worker.wake() })
         let reloader = Reloader(settings: settings, file: file, overrides: overrides) { [adminGroup] fresh in

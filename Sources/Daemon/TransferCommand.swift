@@ -20,6 +20,12 @@ struct Transfer: ParsableCommand {
     @Option(name: .customLong("cache-dir"), help: "Where inverted latents are cached.") var cacheDirectory: String?
     @Flag(help: "Do not cache inverted latents.") var noCache = false
     @Option(help: "A tokenizer folder for a single-file checkpoint.") var tokenizer: String?
+    @Option(help: "The structure's object mask (PNG or JPEG, white = object, the image's aspect): replaces its self-segmentation.")
+    var structureMask: String?
+    @Option(help: "The appearance's object mask (PNG or JPEG, white = object, the image's aspect): replaces its self-segmentation.")
+    var appearanceMask: String?
+    @Option(help: "Rewrite this PNG with a preview of the output every --preview-every generation steps.") var preview: String?
+    @Option(help: "Pixels of one model input at most (--size auto or WxH).") var maxPixels: Int = ImageGeometry.defaultMaxPixels
 
     func run() throws {
         try CommandFailure.wrapping("transfer") { try transfer() }
@@ -37,19 +43,27 @@ struct Transfer: ParsableCommand {
         let loadSeconds = lap()
         let schedule = try NoiseSchedule(config: try NoiseSchedule.Config(near: model.path))
         try options.validate(for: model, schedule: schedule)
-        let size = model.unet.config.sampleSize * (1 << (model.vae.config.blockOutChannels.count - 1))
-        let structure = ImagePreprocessing.modelInput(try Self.readImage(self.structure), size: size)
-        let appearance = ImagePreprocessing.modelInput(try Self.readImage(self.appearance), size: size)
+        let inputs = try TransferInputs.prepare(structure: try Self.readImage(self.structure), appearance: try Self.readImage(self.appearance),
+                                                structureMask: try structureMask.map(Self.readImage), appearanceMask: try appearanceMask.map(Self.readImage),
+                                                options: options, model: model, maxPixels: maxPixels)
+        guard let structure = inputs.structure, let appearance = inputs.appearance else { throw UsageError("the images were not prepared") }
         let noise = try self.noise.map(Self.readNoise)
         let cache = noCache ? nil : try InversionCache(directory: cacheDirectory ?? Self.defaultCacheDirectory())
 
         let cancellation = TransferCancellation()
         Signals.onInterrupt { cancellation.cancel() }
         let pipeline = TransferPipeline(model: model, schedule: schedule)
-        let result = try pipeline.run(structure: structure, appearance: appearance, options: options, noise: noise, cache: cache,
-                                      cancellation: cancellation) { p in
+        let previewEvery = options.resolvedPreviewEvery, previewFile = preview
+        let result = try pipeline.run(structure: structure, appearance: appearance, options: options, noise: noise, masks: inputs.masks,
+                                      cache: cache, cancellation: cancellation, progress: { p in
             FileHandle.standardError.write(Data("\(p.phase.rawValue) \(p.step)/\(p.total)\n".utf8))
-        }
+        }, preview: previewFile.map { file in { point in
+            guard LatentPreview.isDue(step: point.step, total: point.total, every: previewEvery),
+                  let png = try? PNGLibrary.encode(LatentPreview.image(point, decoder: options.previewDecoder, model: model)) else { return }
+            do { try Self.writeAtomically(png, to: file) } catch {
+                FileHandle.standardError.write(Data("warning: preview \(file): \(error)\n".utf8))
+            }
+        } })
         try Self.writeAtomically(try PNGLibrary.encode(ImagePreprocessing.image(from: result.image)), to: out)
         if let dump { try Self.writeDump(result, to: dump) }
         for warning in result.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }

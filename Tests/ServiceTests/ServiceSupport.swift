@@ -52,6 +52,6 @@ enum Fixtures {
         var parameters = quick
         parameters.seed = seed
         return NewJob(owner: owner, source: "rpc", folder: nil, priority: priority, idempotencyKey: key,
-                               parameters: parameters, structure: structure, appearance: appearance)
+                               parameters: parameters, inputs: JobInputs(structure: structure, appearance: appearance))
     }
 }

@@ -66,6 +66,7 @@ import Wire
         case .progress: _ = try params.decode(ProgressNotification.self)
         case .state: _ = try params.decode(StateNotification.self)
         case .heartbeat: _ = try params.decode(Heartbeat.self)
+        case .preview: _ = try params.decode(JobPreview.self)
         case nil: Issue.record("unknown notification \(name)")
         }
     }
@@ -104,6 +105,7 @@ import Wire
             case .progress: reencoded = try JSONValue(encoding: try params.decode(ProgressNotification.self))
             case .state: reencoded = try JSONValue(encoding: try params.decode(StateNotification.self))
             case .heartbeat: reencoded = try JSONValue(encoding: try params.decode(Heartbeat.self))
+            case .preview: reencoded = try JSONValue(encoding: try params.decode(JobPreview.self))
             case nil: Issue.record("unknown notification \(method)"); return
             }
         default:

@@ -47,6 +47,15 @@ public struct TransferOptionGroup: ParsableArguments {
     @Option(help: "Products in fp32 (exact), bf16 (AMX or AVX512-BF16 CPUs, faster) or auto (the loaded model's).")
     public var precision: PrecisionChoice?
 
+    @Option(help: "What each image becomes: native (the model's square, 512x512 for SD 1.5, centre-cropped; default), WxH (cropped to that aspect, sides multiples of 64), or auto (each image's own aspect at about the native pixel count).")
+    public var size: String?
+
+    @Option(help: "Generation steps between previews (default: about ten per job).")
+    public var previewEvery: Int?
+
+    @Option(help: "Previews through linear (latent colours, no network; default) or vae (the decoder: one decode per preview).")
+    public var previewDecoder: PreviewDecoderChoice?
+
     public init() {}
 
     public func validate() throws {
@@ -56,6 +65,10 @@ public struct TransferOptionGroup: ParsableArguments {
         for (flag, value, bounds) in [("--timesteps", timesteps, TransferParameters.timestepBounds), ("--skip", skip, TransferParameters.skipBounds)] {
             if let value, !bounds.contains(value) { throw ValidationError("\(flag) must be in \(bounds.lowerBound)…\(bounds.upperBound), got \(value)") }
         }
+        if let size, ImageSize(parsing: size) == nil {
+            throw ValidationError("--size must be WxH (e.g. 512x768), auto or native, got '\(size)'")
+        }
+        if let previewEvery, previewEvery < 1 { throw ValidationError("--preview-every must be at least 1, got \(previewEvery)") }
         for (flag, value) in [("--swap-guidance", swapGuidance), ("--contrast", contrast)] {
             if let value, !value.isFinite { throw ValidationError("\(flag) must be a finite number, got \(value)") }
         }
@@ -69,11 +82,15 @@ public struct TransferOptionGroup: ParsableArguments {
         (p.swapGuidance, p.contrast) = (swapGuidance, contrast)
         (p.crossAttnRange0, p.crossAttnRange1, p.adainRange) = (crossAttnRange0?.pair, crossAttnRange1?.pair, adainRange?.pair)
         p.precision = precision?.rawValue
+        (p.size, p.previewEvery, p.previewDecoder) = (size, previewEvery, previewDecoder?.rawValue)
         return p
     }
 }
 
 extension PrecisionChoice: ExpressibleByArgument {}
+
+/// The `preview_decoder` values as the command lines take them.
+public enum PreviewDecoderChoice: String, CaseIterable, ExpressibleByArgument, Sendable { case linear, vae }
 
 /// `A:B`, a half-open range of denoising steps.
 public struct StepSpan: ExpressibleByArgument, Sendable {

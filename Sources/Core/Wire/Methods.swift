@@ -14,6 +14,7 @@ public enum RPCMethod: String, CaseIterable, Sendable {
     case pause = "queue.pause"
     case resume = "queue.resume"
     case modelStatus = "model.status"
+    case preview = "job.preview"
 }
 
 /// Notifications the daemon sends on a connection that called `job.watch`.
@@ -21,6 +22,8 @@ public enum RPCNotificationName: String, CaseIterable, Sendable {
     case progress = "job.progress"
     case state = "job.state"
     case heartbeat = "daemon.heartbeat"
+    /// Sent to watches that asked for previews (`job.watch` with `previews: true`).
+    case preview = "job.preview"
 }
 
 public struct HelloParams: Codable, Equatable, Sendable {
@@ -67,6 +70,12 @@ public struct TransferParameters: Codable, Equatable, Sendable {
     public var adainRange: [Int]?
     /// "fp32", "bf16" or "auto" (the loaded model's): `PrecisionChoice`.
     public var precision: String?
+    /// "512x512" style, "auto" or "native" (the model's own square; the default).
+    public var size: String?
+    /// Generation steps between previews (default: about ten per job).
+    public var previewEvery: Int?
+    /// "linear" (latent colours, no network; the default) or "vae" (the decoder, full size).
+    public var previewDecoder: String?
     public init() {}
 
     /// Seeds are 0…2⁶³−1: every JSON tool reads them as an integer (the sidecar records one).
@@ -80,7 +89,7 @@ public struct TransferParameters: Codable, Equatable, Sendable {
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
         case domain, prompt, objectNoun, seed, timesteps, skip, maskedAdain, swapGuidance, contrast
-        case crossAttnRange0, crossAttnRange1, adainRange, precision
+        case crossAttnRange0, crossAttnRange1, adainRange, precision, size, previewEvery, previewDecoder
     }
 
     private struct AnyKey: CodingKey {
@@ -112,6 +121,9 @@ public struct TransferParameters: Codable, Equatable, Sendable {
         crossAttnRange1 = try c.decodeIfPresent([Int].self, forKey: .crossAttnRange1)
         adainRange = try c.decodeIfPresent([Int].self, forKey: .adainRange)
         precision = try c.decodeIfPresent(String.self, forKey: .precision)
+        size = try c.decodeIfPresent(String.self, forKey: .size)
+        previewEvery = try c.decodeIfPresent(Int.self, forKey: .previewEvery)
+        previewDecoder = try c.decodeIfPresent(String.self, forKey: .previewDecoder)
     }
 
     /// Every option's key, `null` for one not given (its default applies).
@@ -122,6 +134,7 @@ public struct TransferParameters: Codable, Equatable, Sendable {
         try c.encode(maskedAdain, forKey: .maskedAdain); try c.encode(swapGuidance, forKey: .swapGuidance); try c.encode(contrast, forKey: .contrast)
         try c.encode(crossAttnRange0, forKey: .crossAttnRange0); try c.encode(crossAttnRange1, forKey: .crossAttnRange1)
         try c.encode(adainRange, forKey: .adainRange); try c.encode(precision, forKey: .precision)
+        try c.encode(size, forKey: .size); try c.encode(previewEvery, forKey: .previewEvery); try c.encode(previewDecoder, forKey: .previewDecoder)
     }
 
     /// `other`'s fields where it has them, ours otherwise.
@@ -133,6 +146,7 @@ public struct TransferParameters: Codable, Equatable, Sendable {
         take(\.domain); take(\.prompt); take(\.objectNoun); take(\.seed); take(\.timesteps); take(\.skip)
         take(\.maskedAdain); take(\.swapGuidance); take(\.contrast)
         take(\.crossAttnRange0); take(\.crossAttnRange1); take(\.adainRange); take(\.precision)
+        take(\.size); take(\.previewEvery); take(\.previewDecoder)
         return merged
     }
 }
@@ -146,8 +160,14 @@ public struct SubmitParams: Codable, Equatable, Sendable {
     public var priority: Int?
     /// A repeated key returns the job it first created instead of a new one.
     public var idempotencyKey: String?
-    public init(structure: String, appearance: String, options: TransferParameters? = nil, priority: Int? = nil, idempotencyKey: String? = nil) {
+    /// Object masks the user drew (PNG or JPEG, white = object), base64; each replaces the
+    /// self-segmentation for its image.
+    public var structureMask: String?
+    public var appearanceMask: String?
+    public init(structure: String, appearance: String, options: TransferParameters? = nil, priority: Int? = nil, idempotencyKey: String? = nil,
+                structureMask: String? = nil, appearanceMask: String? = nil) {
         (self.structure, self.appearance, self.options, self.priority, self.idempotencyKey) = (structure, appearance, options, priority, idempotencyKey)
+        (self.structureMask, self.appearanceMask) = (structureMask, appearanceMask)
     }
 }
 
@@ -224,6 +244,36 @@ public struct SubmitResult: Codable, Equatable, Sendable {
 public struct JobReference: Codable, Equatable, Sendable {
     public var job: String
     public init(job: String) { self.job = job }
+}
+
+/// `job.watch`'s parameters: with `previews`, the watch also gets `job.preview` notifications.
+public struct WatchParams: Codable, Equatable, Sendable {
+    public var job: String
+    public var previews: Bool?
+    public init(job: String, previews: Bool? = nil) { (self.job, self.previews) = (job, previews) }
+}
+
+/// A preview of a running job's output (the `job.preview` notification, and `job.preview`'s
+/// result): the predicted clean image after `step` of the `total` generation steps, a PNG in base64.
+public struct JobPreview: Codable, Equatable, Sendable {
+    public var job: String
+    public var step: Int
+    public var total: Int
+    public var png: String
+    public init(job: String, step: Int, total: Int, png: String) { (self.job, self.step, self.total, self.png) = (job, step, total, png) }
+}
+
+/// `job.preview`'s result: the latest preview of the job, or null while it has none (queued, before
+/// its first preview, or ended: the result replaces it).
+public struct JobPreviewResult: Codable, Equatable, Sendable {
+    public var job: String
+    public var preview: JobPreview?
+    public init(job: String, preview: JobPreview?) { (self.job, self.preview) = (job, preview) }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(job, forKey: .job); try c.encode(preview, forKey: .preview)
+    }
 }
 
 public struct ListParams: Codable, Equatable, Sendable {
@@ -410,7 +460,8 @@ extension RPCMethod {
         switch self {
         case .hello: _ = try params.decode(HelloParams.self)
         case .submit: _ = try params.decode(SubmitParams.self)
-        case .get, .watch, .cancel, .retry, .result: _ = try params.decode(JobReference.self)
+        case .get, .cancel, .retry, .result, .preview: _ = try params.decode(JobReference.self)
+        case .watch: _ = try params.decode(WatchParams.self)
         case .list: _ = try params.decode(ListParams.self)
         case .setPriority: _ = try params.decode(SetPriorityParams.self)
         case .status, .reload, .pause, .resume, .modelStatus:
@@ -430,6 +481,7 @@ extension RPCMethod {
         case .reload, .pause, .resume: return try JSONValue(encoding: try result.decode(Acknowledgement.self))
         case .cancel, .retry, .setPriority: return try JSONValue(encoding: try result.decode(JobAcknowledgement.self))
         case .result: return try JSONValue(encoding: try result.decode(JobResult.self))
+        case .preview: return try JSONValue(encoding: try result.decode(JobPreviewResult.self))
         }
     }
 
@@ -443,6 +495,7 @@ extension RPCMethod {
         case .get, .watch: _ = try result.decode(JobInfo.self)
         case .list: _ = try result.decode(ListResult.self)
         case .result: _ = try result.decode(JobResult.self)
+        case .preview: _ = try result.decode(JobPreviewResult.self)
         case .reload, .pause, .resume: _ = try result.decode(Acknowledgement.self)
         case .cancel, .retry, .setPriority: _ = try result.decode(JobAcknowledgement.self)
         }

@@ -31,6 +31,8 @@ package struct DaemonSettings: Equatable {
     package var resultRetentionDays = 30
     /// At most this many results are kept (newest first); 0 keeps all.
     package var resultRetentionCount = 1000
+    /// Pixels of one model input at most (the `size` option's bound; ImageGeometry.defaultMaxPixels).
+    package var maxPixels = 1024 * 1024
     /// Hot folders (`[[folder]]` tables).
     package var folders: [HotFolderSettings] = []
 
@@ -38,7 +40,7 @@ package struct DaemonSettings: Equatable {
     static let restartOnly: [(String, @Sendable (DaemonSettings) -> String?)] = [
         ("model", { $0.model }), ("tokenizer", { $0.tokenizer }), ("precision", { $0.precision.rawValue }), ("state_dir", { $0.stateDirectory }),
         ("socket", { $0.socket }), ("socket_group", { $0.socketGroup }), ("cache", { "\($0.cache)" }), ("cache_dir", { $0.cacheDirectory }),
-        ("folder", { "\($0.folders)" }),
+        ("max_pixels", { "\($0.maxPixels)" }), ("folder", { "\($0.folders)" }),
     ]
 
     package struct Invalid: Error, CustomStringConvertible { package let description: String }
@@ -79,6 +81,7 @@ package struct DaemonSettings: Equatable {
             case "cache_dir": cacheDirectory = try field.string()
             case "cache_size_mb": cacheSizeMB = try field.integer(1...1_000_000)
             case "result_retention_days": resultRetentionDays = try field.integer(0...36500)
+            case "max_pixels": maxPixels = try field.integer(4096...(1 << 26))
             case "result_retention_count": resultRetentionCount = try field.integer(0...10_000_000)
             case "folder":
                 guard case let .array(tables) = value else { throw field.invalid("must be [[folder]] tables") }

@@ -2,10 +2,13 @@ import Foundation
 
 /// What a name dropped into a hot folder's `in/` means.
 package enum DropName: Equatable {
-    package enum Role: String { case structure, appearance, options }
+    package enum Role: String {
+        case structure, appearance, options
+        case structureMask = "structure-mask", appearanceMask = "appearance-mask"
+    }
 
-    /// `NAME.structure.png`, `NAME.appearance.jpg`, `NAME.options.json` (and, inside a job
-    /// directory, `structure.png` … with an empty stem).
+    /// `NAME.structure.png`, `NAME.appearance.jpg`, `NAME.options.json`, `NAME.structure-mask.png`,
+    /// `NAME.appearance-mask.png` (and, inside a job directory, `structure.png` … with an empty stem).
     case part(stem: String, role: Role)
     /// Any other image: one job when the folder has a fixed appearance or structure.
     case image(stem: String)
@@ -26,7 +29,7 @@ package enum DropName: Equatable {
         }
         let ext = (lower as NSString).pathExtension
         let base = (name as NSString).deletingPathExtension
-        for role in [Role.structure, .appearance, .options] {
+        for role in [Role.structure, .appearance, .options, .structureMask, .appearanceMask] {
             let matchesExtension = role == .options ? ext == "json" : Self.imageExtensions.contains(ext)
             guard matchesExtension else { continue }
             if base.lowercased() == role.rawValue { self = .part(stem: "", role: role); return }

@@ -47,6 +47,8 @@ package struct DropTracker {
         var structure: String?
         var appearance: String?
         var options: String?
+        var structureMask: String?
+        var appearanceMask: String?
     }
 
     enum Verdict: Equatable {
@@ -220,7 +222,7 @@ package struct DropTracker {
                     var drop = Drop(stem: stem, suffixes: [suffix])
                     if hasFixedAppearance { drop.structure = suffix } else if hasFixedStructure { drop.appearance = suffix }
                     groups["i/" + top] = (drop, [path], nil)
-                case .part(_, .options), .other, .junk:
+                case .part(_, .options), .part(_, .structureMask), .part(_, .appearanceMask), .other, .junk:
                     groups["o/" + top] = (Drop(stem: top, suffixes: [""]), [path], nil)
                 }
             }
@@ -256,6 +258,12 @@ package struct DropTracker {
             group.drop.appearance = suffix
         case .options:
             group.drop.options = suffix
+        case .structureMask:
+            if group.drop.structureMask != nil { group.problem = "two structure masks" }
+            group.drop.structureMask = suffix
+        case .appearanceMask:
+            if group.drop.appearanceMask != nil { group.problem = "two appearance masks" }
+            group.drop.appearanceMask = suffix
         }
     }
 

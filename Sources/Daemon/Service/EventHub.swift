@@ -7,17 +7,24 @@ package final class EventHub: @unchecked Sendable {
     enum Event {
         case progress(ProgressNotification)
         case state(JobInfo)
+        case preview(JobPreview)
     }
 
     private let lock = NSLock()
     private var watchers: [String: [UUID: (Event) -> Void]] = [:]
     private var stateObservers: [(JobInfo) -> Void] = []
+    private var previewObservers: [(JobPreview) -> Void] = []
 
     package init() {}
 
     /// Calls `handler` with every job's state changes (hot folders deliver results this way).
     package func observeStates(_ handler: @escaping (JobInfo) -> Void) {
         lock.lock(); stateObservers.append(handler); lock.unlock()
+    }
+
+    /// Calls `handler` with every job's previews (hot folders keep NAME.preview.png this way).
+    package func observePreviews(_ handler: @escaping (JobPreview) -> Void) {
+        lock.lock(); previewObservers.append(handler); lock.unlock()
     }
 
     /// Calls `handler` for every event of `job` until `unwatch(job, token)`.
@@ -32,9 +39,10 @@ package final class EventHub: @unchecked Sendable {
     func publish(_ job: String, _ event: Event) {
         lock.lock()
         let handlers = Array((watchers[job] ?? [:]).values)
-        let observers = stateObservers
+        let observers = stateObservers, previewers = previewObservers
         lock.unlock()
         for handler in handlers { handler(event) }
         if case let .state(info) = event { for observer in observers { observer(info) } }
+        if case let .preview(preview) = event { for observer in previewers { observer(preview) } }
     }
 }

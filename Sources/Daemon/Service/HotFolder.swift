@@ -88,7 +88,7 @@ package final class HotFolder {
             return true
         }
         let files = drop.suffixes.map { stem + $0 }
-        let inputs: (structure: Data, appearance: Data, parameters: TransferParameters, owner: UInt32)
+        let inputs: (files: JobInputs, parameters: TransferParameters, owner: UInt32)
         do {
             inputs = try read(drop, stem: stem)
         } catch let error as WireError {
@@ -99,7 +99,7 @@ package final class HotFolder {
             return true
         }
         var new = NewJob(owner: inputs.owner, source: "hot-folder", folder: settings.name, priority: settings.priority,
-                                  idempotencyKey: nil, parameters: inputs.parameters, structure: inputs.structure, appearance: inputs.appearance)
+                         idempotencyKey: nil, parameters: inputs.parameters, inputs: inputs.files)
         // The same pair with the same options dropped again in this folder is the same job.
         new.idempotencyKey = "folder:\(settings.name):" + new.contentHash
         let item = FolderItem(folder: settings.name, name: stem, files: Self.json(files), jobId: "")
@@ -126,18 +126,18 @@ package final class HotFolder {
         }
     }
 
-    /// The images (the drop's or the folder's fixed one) and the options (the folder's, then the
-    /// drop's options file).
-    private func read(_ drop: DropTracker.Drop, stem: String) throws -> (Data, Data, TransferParameters, UInt32) {
-        func image(_ suffix: String?, fixed: String?, role: String) throws -> Data {
+    /// The images (the drop's or the folder's fixed one), the masks the drop has, and the options
+    /// (the folder's, then the drop's options file), checked as a submit is.
+    private func read(_ drop: DropTracker.Drop, stem: String) throws -> (JobInputs, TransferParameters, UInt32) {
+        func file(_ suffix: String?, fixed: String?, role: String) throws -> Data {
             let path = suffix.map { settings.processing + "/" + stem + $0 } ?? fixed ?? ""
-            let data: Data
-            do { data = try FolderFiles.read(path, followLinks: suffix == nil) } catch { throw WireError.invalidImage("\(role): \(error)") }
-            try JobAdmission.image(data, role: "\(role) (\((path as NSString).lastPathComponent))")
-            return data
+            do { return try FolderFiles.read(path, followLinks: suffix == nil) } catch { throw WireError.invalidImage("\(role): \(error)") }
         }
-        let structure = try image(drop.structure, fixed: settings.structure, role: "structure")
-        let appearance = try image(drop.appearance, fixed: settings.appearance, role: "appearance")
+        let structure = try file(drop.structure, fixed: settings.structure, role: "structure")
+        let appearance = try file(drop.appearance, fixed: settings.appearance, role: "appearance")
+        let files = JobInputs(structure: structure, appearance: appearance,
+                              structureMask: try drop.structureMask.map { try file($0, fixed: nil, role: "structure mask") },
+                              appearanceMask: try drop.appearanceMask.map { try file($0, fixed: nil, role: "appearance mask") })
         var parameters = settings.options
         if let options = drop.options {
             let fromFile: TransferParameters
@@ -148,9 +148,9 @@ package final class HotFolder {
             }
             parameters = parameters.overridden(by: fromFile)
         }
-        _ = try JobAdmission.options(parameters, engine: engine)
+        try JobAdmission.admit(files, parameters: parameters, engine: engine)
         let first = settings.processing + "/" + stem + (drop.structure ?? drop.appearance ?? "")
-        return (structure, appearance, parameters, FolderFiles.owner(first) ?? getuid())
+        return (files, parameters, FolderFiles.owner(first) ?? getuid())
     }
 
     /// A drop that will not become a job: to failed/ with its error file.
@@ -192,7 +192,22 @@ package final class HotFolder {
                      "message": .string(object?.message ?? "the job failed")]
         }
         finish(stem: item.name, files: item.fileNames, from: settings.processing, error: failure, job: job.id)
+        try? FileManager.default.removeItem(atPath: previewPath(item))
         do { if let id = item.id { try store.markDelivered(id) } } catch { self.error("recording a delivery failed", item, error) }
+    }
+
+    private func previewPath(_ item: FolderItem) -> String { settings.processing + "/" + item.name + ".preview.png" }
+
+    /// With `previews = true`: processing/NAME.preview.png of every drop of the job, replaced
+    /// whole (written aside, then renamed) so a viewer never reads half a file.
+    package func writePreview(_ preview: JobPreview) {
+        guard settings.previews, let png = Data(base64Encoded: preview.png) else { return }
+        guard let pending = try? store.undelivered(folder: settings.name) else { return }
+        for (item, job) in pending where job.id == preview.job && !job.jobState.isFinal {
+            do { try png.write(to: URL(fileURLWithPath: previewPath(item)), options: .atomic) } catch {
+                logger.warning("writing a preview failed", metadata: ["name": "\(item.name)", "error": "\(error)"])
+            }
+        }
     }
 
     private func writeResult(_ item: FolderItem, _ job: JobRecord) throws {

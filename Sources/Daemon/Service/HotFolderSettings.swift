@@ -26,6 +26,8 @@ package struct HotFolderSettings: Equatable {
     var appearance: String?
     var structure: String?
     var priority = 0
+    /// Keep processing/NAME.preview.png current while the drop's job runs (removed at its end).
+    var previews = false
     package var options = TransferParameters()
 
     package var inbox: String { path + "/in" }
@@ -61,6 +63,7 @@ package struct HotFolderSettings: Equatable {
                 guard image.hasPrefix("/") else { throw field.invalid("must be an absolute path") }
                 if key == "appearance" { folder.appearance = image } else { folder.structure = image }
             case "priority": folder.priority = try field.integer(TransferParameters.priorities)
+            case "previews": folder.previews = try field.bool()
             default:
                 // The transfer options, in the file's snake_case: the wire's fields, one schema.
                 let name = TOML.camelCase(key)

@@ -11,8 +11,12 @@ package enum JobAdmission {
     package struct Engine {
         package let model: StableDiffusionModel
         package let schedule: NoiseSchedule
+        /// Pixels of one model input at most (`max_pixels`).
+        package var maxPixels: Int
 
-        package init(model: StableDiffusionModel, schedule: NoiseSchedule) { (self.model, self.schedule) = (model, schedule) }
+        package init(model: StableDiffusionModel, schedule: NoiseSchedule, maxPixels: Int = ImageGeometry.defaultMaxPixels) {
+            (self.model, self.schedule, self.maxPixels) = (model, schedule, maxPixels)
+        }
     }
 
     /// The engine options of `parameters`, validated; against `engine` when there is one (jobs
@@ -23,6 +27,30 @@ package enum JobAdmission {
             if let engine { try options.validate(for: engine.model, schedule: engine.schedule) }
             return options
         } catch let error as TransferError {
+            throw WireError.invalidOptions(error.description)
+        }
+    }
+
+    /// A job's files and options checked together, as a submit or a drop brings them: the options,
+    /// every file decoded whole, and, once the model is loaded, the sizes the `size` option makes
+    /// and the masks through their images' geometry (an empty, full or mis-shaped mask is the
+    /// user's error now). `images`: the model inputs too (the worker's call).
+    @discardableResult
+    package static func admit(_ inputs: JobInputs, parameters: TransferParameters, engine: Engine?,
+                              images: Bool = false) throws -> (options: TransferOptions, prepared: TransferInputs?) {
+        let structure = try image(inputs.structure, role: "structure")
+        let appearance = try image(inputs.appearance, role: "appearance")
+        let structureMask = try inputs.structureMask.map { try image($0, role: "structure mask") }
+        let appearanceMask = try inputs.appearanceMask.map { try image($0, role: "appearance mask") }
+        let options = try self.options(parameters, engine: engine)
+        guard let engine else { return (options, nil) }
+        do {
+            let prepared = try TransferInputs.prepare(structure: structure, appearance: appearance, structureMask: structureMask,
+                                                      appearanceMask: appearanceMask, options: options, model: engine.model,
+                                                      maxPixels: engine.maxPixels, images: images)
+            return (options, prepared)
+        } catch let error as TransferError {
+            if case let .invalidImage(detail) = error { throw WireError.invalidImage(detail) }
             throw WireError.invalidOptions(error.description)
         }
     }

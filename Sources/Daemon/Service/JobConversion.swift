@@ -58,6 +58,19 @@ package enum JobConversion {
             }
             o.precision = choice == .auto ? nil : Precision(rawValue: choice.rawValue)
         }
+        if let v = p.size {
+            guard let size = ImageSize(parsing: v) else {
+                throw TransferError.invalidOption(option: "size", reason: "must be WxH (e.g. 512x768), auto or native, got '\(v)'")
+            }
+            o.size = size
+        }
+        o.previewEvery = p.previewEvery
+        if let v = p.previewDecoder {
+            guard let decoder = PreviewDecoder(rawValue: v) else {
+                throw TransferError.invalidOption(option: "preview-decoder", reason: "must be one of \(PreviewDecoder.allCases.map(\.rawValue).joined(separator: ", ")), got '\(v)'")
+            }
+            o.previewDecoder = decoder
+        }
         try o.validate()
         return o
     }
@@ -74,6 +87,7 @@ package enum JobConversion {
         p.crossAttnRange1 = [o.crossAttentionRange1.start, o.crossAttentionRange1.end]
         p.adainRange = [o.adainRange.start, o.adainRange.end]
         p.precision = precision.rawValue
+        (p.size, p.previewEvery, p.previewDecoder) = (o.size.description, o.resolvedPreviewEvery, o.previewDecoder.rawValue)
         return p
     }
 }

@@ -76,21 +76,39 @@ package struct NewJob {
     var priority: Int
     var idempotencyKey: String?
     var parameters: TransferParameters
-    var structure: Data
-    var appearance: Data
+    var inputs: JobInputs
 
     /// The options as stored (sorted keys: equal options, equal text).
     var parametersJSON: String { String(decoding: (try? JSONEncoder.sorted.encode(parameters)) ?? Data(), as: UTF8.self) }
 
-    /// SHA-256 of both images and the options, each length-prefixed: equal hashes, equal work.
+    /// SHA-256 of both images, the options and the masks given, each length-prefixed: equal
+    /// hashes, equal work (a job without masks hashes as before masks existed).
     var contentHash: String {
         var hash = Core.SHA256()
-        for part in [Array(structure), Array(appearance), Array(parametersJSON.utf8)] {
+        var parts = [Array(inputs.structure), Array(inputs.appearance), Array(parametersJSON.utf8)]
+        for (name, mask) in [("structure-mask", inputs.structureMask), ("appearance-mask", inputs.appearanceMask)] {
+            if let mask { parts += [Array(name.utf8), Array(mask)] }
+        }
+        for part in parts {
             hash.update(Array("\(part.count):".utf8))
             hash.update(part)
         }
         return Core.SHA256.hex(hash.finalize())
     }
+}
+
+/// The files a job runs on: its two images (PNG or JPEG) and the object masks the user drew.
+package struct JobInputs: Equatable, Sendable {
+    var structure: Data
+    var appearance: Data
+    var structureMask: Data?
+    var appearanceMask: Data?
+
+    init(structure: Data, appearance: Data, structureMask: Data? = nil, appearanceMask: Data? = nil) {
+        (self.structure, self.appearance, self.structureMask, self.appearanceMask) = (structure, appearance, structureMask, appearanceMask)
+    }
+
+    var bytes: Int { structure.count + appearance.count + (structureMask?.count ?? 0) + (appearanceMask?.count ?? 0) }
 }
 
 /// The persistent job queue as the service uses it: jobs and their images, hot-folder items and
@@ -127,7 +145,7 @@ package protocol JobStore: AnyObject, Sendable {
     /// Newest first; only `owner`'s jobs when given, with the number of others' jobs left out.
     func list(states: [JobState]?, limit: Int, owner: UInt32?) throws -> (jobs: [JobRecord], others: Int)
     func queuedCount() throws -> Int
-    func inputs(of id: String) throws -> (structure: Data, appearance: Data)
+    func inputs(of id: String) throws -> JobInputs
     /// Deletes the images of ended jobs that no longer need them; returns how many jobs' went.
     @discardableResult
     func pruneImages(days: Int, count: Int) throws -> Int

@@ -137,7 +137,7 @@ package final class RPCService: @unchecked Sendable {
             }
             session.greeted = true
             return try JSONValue(encoding: HelloResult(protocolVersion: WireProtocol.version, server: Self.serverName,
-                                                      capabilities: ["watch", "priority", "idempotency"], maxFrameSize: limits.maximumFrameSize))
+                                                      capabilities: ["watch", "priority", "idempotency", "previews", "masks", "sizes"], maxFrameSize: limits.maximumFrameSize))
         case .status:
             return try JSONValue(encoding: DaemonStatus(server: Self.serverName, protocolVersion: WireProtocol.version,
                                                         state: isStopping ? "stopping" : (backend == nil ? "starting" : "ready"),
@@ -166,9 +166,14 @@ package final class RPCService: @unchecked Sendable {
                                                 owner: seesEverything(caller) ? nil : caller.uid)
             return try JSONValue(encoding: ListResult(jobs: jobs.map { JobConversion.info($0, progress: worker?.progress(of: $0.id)) }, others: others))
         case .watch:
+            let request = try decode(WatchParams.self, params)
+            try visible(request.job, caller)
+            return try JSONValue(encoding: try watch(request.job, previews: request.previews ?? false, session: session))
+        case .preview:
             let job = try decode(JobReference.self, params).job
             try visible(job, caller)
-            return try JSONValue(encoding: try watch(job, session: session))
+            guard try store.get(job) != nil else { throw WireError.jobNotFound(job) }
+            return try JSONValue(encoding: JobPreviewResult(job: job, preview: worker?.preview(of: job)))
         case .cancel:
             return try JSONValue(encoding: try cancel(try decode(JobReference.self, params).job, caller: caller))
         case .retry:
@@ -202,16 +207,21 @@ package final class RPCService: @unchecked Sendable {
         guard let structure = Data(base64Encoded: request.structure), let appearance = Data(base64Encoded: request.appearance) else {
             throw WireError.invalidParams("structure and appearance must be base64")
         }
-        // Decoded whole here (requests are handled off the event loop): a broken file is refused
-        // now, not queued to fail later.
-        try JobAdmission.image(structure, role: "structure")
-        try JobAdmission.image(appearance, role: "appearance")
-        _ = try JobAdmission.options(request.options ?? TransferParameters(), engine: worker?.engine)
+        func mask(_ text: String?, _ name: String) throws -> Data? {
+            guard let text else { return nil }
+            guard let data = Data(base64Encoded: text) else { throw WireError.invalidParams("\(name) must be base64") }
+            return data
+        }
+        let inputs = JobInputs(structure: structure, appearance: appearance,
+                               structureMask: try mask(request.structureMask, "structureMask"), appearanceMask: try mask(request.appearanceMask, "appearanceMask"))
+        // Decoded whole and checked here (requests are handled off the event loop): a broken file
+        // or a mask that cannot be used is refused now, not queued to fail later.
+        try JobAdmission.admit(inputs, parameters: request.options ?? TransferParameters(), engine: worker?.engine)
         let (record, existing) = try store.submit(NewJob(
             owner: caller.uid, source: "rpc", folder: nil, priority: request.priority ?? 0,
             // Scoped to the caller: another user's key must neither match nor reveal their job.
             idempotencyKey: request.idempotencyKey.map { "user:\(caller.uid):\($0)" },
-            parameters: request.options ?? TransferParameters(), structure: structure, appearance: appearance), limit: limits.queueLimit)
+            parameters: request.options ?? TransferParameters(), inputs: inputs), limit: limits.queueLimit)
         if !existing { worker?.wake() }
         return SubmitResult(job: JobConversion.info(record), existing: existing)
     }
@@ -227,7 +237,7 @@ package final class RPCService: @unchecked Sendable {
     /// the handler captured a token assigned only after registration, and the session learnt of
     /// the watch after the snapshot: a job ending in between left a watch that never ended, so the
     /// connection got heartbeats forever and was never closed as idle.)
-    private func watch(_ job: String, session: Session) throws -> JobInfo {
+    private func watch(_ job: String, previews: Bool, session: Session) throws -> JobInfo {
         let token = UUID()
         session.add(watch: job, token: token)
         let end = { [events] in
@@ -241,6 +251,8 @@ package final class RPCService: @unchecked Sendable {
             case let .state(info):
                 session.send(.notification(method: RPCNotificationName.state.rawValue, params: try? JSONValue(encoding: StateNotification(job: info))))
                 if info.state.isFinal { end() }
+            case let .preview(preview):
+                if previews { session.send(.notification(method: RPCNotificationName.preview.rawValue, params: try? JSONValue(encoding: preview))) }
             }
         }
         let snapshot: JobInfo

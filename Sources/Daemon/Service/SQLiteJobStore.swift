@@ -87,6 +87,13 @@ package final class SQLiteJobStore: JobStore, @unchecked Sendable {
                 t.column("createdAt", .datetime).notNull()
             }
         }
+        migrator.registerMigration("v5-object-masks") { db in
+            // Masks the user drew (PNG or JPEG), kept and pruned with the job's images.
+            try db.alter(table: "job_input") { t in
+                t.add(column: "structureMask", .blob)
+                t.add(column: "appearanceMask", .blob)
+            }
+        }
         if try pool.read({ try migrator.hasBeenSuperseded($0) }) {
             throw DatabaseError(message: "the job store at \(path) was written by a newer xattnd; refusing to use it")
         }
@@ -176,8 +183,9 @@ package final class SQLiteJobStore: JobStore, @unchecked Sendable {
     /// The job's images (replacing any it had), within the store's bound.
     private func storeImages(_ new: NewJob, of id: String, _ db: Database) throws {
         try db.execute(sql: "DELETE FROM job_input WHERE jobId = ?", arguments: [id])
-        try makeRoom(new.structure.count + new.appearance.count, db)
-        try db.execute(sql: "INSERT INTO job_input (jobId, structure, appearance) VALUES (?, ?, ?)", arguments: [id, new.structure, new.appearance])
+        try makeRoom(new.inputs.bytes, db)
+        try db.execute(sql: "INSERT INTO job_input (jobId, structure, appearance, structureMask, appearanceMask) VALUES (?, ?, ?, ?, ?)",
+                       arguments: [id, new.inputs.structure, new.inputs.appearance, new.inputs.structureMask, new.inputs.appearanceMask])
     }
 
     /// Marks the highest-priority, oldest queued job running (attempts + 1) and returns it; nil
@@ -194,9 +202,12 @@ package final class SQLiteJobStore: JobStore, @unchecked Sendable {
         }
     }
 
-    /// Bytes of images held (both images of every job whose inputs are kept).
+    /// The bytes of one job_input row's files, in SQL.
+    static let inputBytes = "length(structure) + length(appearance) + COALESCE(length(structureMask), 0) + COALESCE(length(appearanceMask), 0)"
+
+    /// Bytes of images held (the images and masks of every job whose inputs are kept).
     static func imageBytes(_ db: Database) throws -> Int {
-        try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(length(structure) + length(appearance)), 0) FROM job_input") ?? 0
+        try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(\(inputBytes)), 0) FROM job_input") ?? 0
     }
 
     /// Makes room for `bytes` more of images under the bound: the kept images of ended jobs go
@@ -206,7 +217,7 @@ package final class SQLiteJobStore: JobStore, @unchecked Sendable {
         var held = try Self.imageBytes(db)
         guard held + bytes > limit else { return }
         let ended = try Row.fetchAll(db, sql: """
-            SELECT job.id AS id, length(structure) + length(appearance) AS size FROM job JOIN job_input ON job_input.jobId = job.id
+            SELECT job.id AS id, \(Self.inputBytes) AS size FROM job JOIN job_input ON job_input.jobId = job.id
             WHERE job.state IN ('succeeded', 'failed', 'cancelled') ORDER BY job.finishedAt ASC, job.rowid ASC
             """)
         for row in ended where held + bytes > limit {
@@ -254,12 +265,14 @@ package final class SQLiteJobStore: JobStore, @unchecked Sendable {
         return (images, files)
     }
 
-    package func inputs(of id: String) throws -> (structure: Data, appearance: Data) {
+    package func inputs(of id: String) throws -> JobInputs {
         try pool.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT structure, appearance FROM job_input WHERE jobId = ?", arguments: [id]) else {
+            guard let row = try Row.fetchOne(db, sql: "SELECT structure, appearance, structureMask, appearanceMask FROM job_input WHERE jobId = ?",
+                                             arguments: [id]) else {
                 throw StoreError.notFound(id)
             }
-            return (row["structure"], row["appearance"])
+            return JobInputs(structure: row["structure"], appearance: row["appearance"],
+                             structureMask: row["structureMask"], appearanceMask: row["appearanceMask"])
         }
     }
 

@@ -12,7 +12,9 @@ package final class Worker: @unchecked Sendable {
     let schedule: NoiseSchedule
     let resultsDirectory: String
     /// What options are checked against (the worker checks every job again before it runs it).
-    package var engine: JobAdmission.Engine { JobAdmission.Engine(model: model, schedule: schedule) }
+    package var engine: JobAdmission.Engine { JobAdmission.Engine(model: model, schedule: schedule, maxPixels: maxPixels) }
+    /// Pixels of one model input at most (`max_pixels`).
+    package var maxPixels = ImageGeometry.defaultMaxPixels
     let cache: InversionCache?
     let logger: Logger
 
@@ -36,6 +38,7 @@ package final class Worker: @unchecked Sendable {
     private var stopping = false
     private var running: (id: String, cancellation: TransferCancellation, requeue: Bool)?
     private var latestProgress: [String: JobProgress] = [:]
+    private var latestPreview: [String: JobPreview] = [:]
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
 
@@ -60,6 +63,9 @@ package final class Worker: @unchecked Sendable {
     var runningJob: String? { condition.lock(); defer { condition.unlock() }; return running?.id }
 
     func progress(of job: String) -> JobProgress? { condition.lock(); defer { condition.unlock() }; return latestProgress[job] }
+
+    /// The running job's latest preview.
+    func preview(of job: String) -> JobPreview? { condition.lock(); defer { condition.unlock() }; return latestPreview[job] }
 
     /// Stops the running job `id` at the next UNet pass; false when it is not the running one.
     func cancel(_ id: String) -> Bool {
@@ -113,6 +119,7 @@ package final class Worker: @unchecked Sendable {
         let requeue = running?.requeue ?? false
         running = nil
         latestProgress[job.id] = nil
+        latestPreview[job.id] = nil
         condition.unlock()
         let record: JobRecord
         do {
@@ -155,23 +162,27 @@ package final class Worker: @unchecked Sendable {
         do {
             let parameters = try JSONDecoder().decode(TransferParameters.self, from: Data(job.parameters.utf8))
             // Checked again here: a job queued while the model loaded was not checked against it.
-            let options = try JobAdmission.options(parameters, engine: engine)
-            let (structureData, appearanceData) = try store.inputs(of: job.id)
-            let size = model.unet.config.sampleSize * (1 << (model.vae.config.blockOutChannels.count - 1))
-            let structure = try JobAdmission.image(structureData, role: "structure")
-            let appearance = try JobAdmission.image(appearanceData, role: "appearance")
+            let files = try store.inputs(of: job.id)
+            let (options, admitted) = try JobAdmission.admit(files, parameters: parameters, engine: engine, images: true)
+            guard let inputs = admitted, let structure = inputs.structure, let appearance = inputs.appearance else {
+                throw WireError.internalError("the job's inputs were not prepared")
+            }
             let pipeline = TransferPipeline(model: model, schedule: schedule)
             let eta = ETAEstimator(options: options)
+            let previews = PreviewPublisher(job: job.id, options: options, model: model) { [self] preview in
+                condition.lock(); latestPreview[job.id] = preview; condition.unlock()
+                events.publish(job.id, .preview(preview))
+            }
             let result = try pipeline.run(
-                structure: ImagePreprocessing.modelInput(structure, size: size), appearance: ImagePreprocessing.modelInput(appearance, size: size),
-                options: options, cache: cache, cancellation: cancellation) { [self] p in
+                structure: structure, appearance: appearance, options: options, masks: inputs.masks, cache: cache,
+                cancellation: cancellation, progress: { [self] p in
                 let progress = JobProgress(phase: p.phase.rawValue, step: p.step, total: p.total, etaSeconds: eta.update(p))
                 condition.lock(); latestProgress[job.id] = progress; condition.unlock()
                 let eta = progress.etaSeconds.map { String(format: ", ETA %.0f min", $0 / 60) } ?? ""
                 status("job \(job.id): \(p.phase.rawValue) \(p.step)/\(p.total)\(eta)", progress: true)
                 events.publish(job.id, .progress(ProgressNotification(job: job.id, progress: progress)))
-            }
-            return .success(try writeResult(job, result: result, options: options))
+            }, preview: previews.take)
+            return .success(try writeResult(job, result: result, options: options, inputs: inputs, files: files))
         } catch TransferError.cancelled {
             return .cancelled
         } catch {
@@ -181,7 +192,7 @@ package final class Worker: @unchecked Sendable {
 
     /// NAME.png and NAME.json (every parameter, seed, model identity, timings), each written to a
     /// temporary name and renamed.
-    private func writeResult(_ job: JobRecord, result: TransferResult, options: TransferOptions) throws -> String {
+    private func writeResult(_ job: JobRecord, result: TransferResult, options: TransferOptions, inputs: TransferInputs, files: JobInputs) throws -> String {
         // The service user's alone: results are shown to others only through the RPC's rules.
         try FileManager.default.createDirectory(atPath: resultsDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let png = resultsDirectory + "/\(job.id).png"
@@ -191,9 +202,28 @@ package final class Worker: @unchecked Sendable {
             "model": .string(model.identity), "modelPath": .string(model.path), "unetPasses": .integer(result.unetPasses),
             "seconds": .object(result.secondsPerPhase.mapValues { .number($0) }), "warnings": .array(result.warnings.map { .string($0) }),
             "inputHash": .string(job.inputHash),
+            "geometry": .object(["structure": Self.describe(inputs.structureGeometry), "appearance": Self.describe(inputs.appearanceGeometry)]),
+            "masks": options.maskedAdaIN
+                ? .object(["structure": Self.maskSource(files.structureMask), "appearance": Self.maskSource(files.appearanceMask)]) : .null,
         ]
         try JSONEncoder.sorted.encode(JSONValue.object(sidecar)).write(to: URL(fileURLWithPath: resultsDirectory + "/\(job.id).json"), options: .atomic)
         return png
+    }
+}
+
+extension Worker {
+    /// Where an image was cut and the size it ran at, for the sidecar.
+    static func describe(_ g: ImageGeometry) -> JSONValue {
+        .object(["source": .string("\(g.sourceWidth)x\(g.sourceHeight)"), "crop": .array([g.cropX, g.cropY, g.cropWidth, g.cropHeight].map { .integer($0) }),
+                 "size": .string(g.sizeDescription)])
+    }
+
+    /// A given mask's hash, or the self-segmentation that replaced it.
+    static func maskSource(_ file: Data?) -> JSONValue {
+        guard let file else { return .object(["source": .string("self-segmentation")]) }
+        var hash = Core.SHA256()
+        hash.update(file)
+        return .object(["source": .string("given"), "sha256": .string(Core.SHA256.hex(hash.finalize()))])
     }
 }
 

@@ -24,7 +24,7 @@ public struct PreviewPoint {
 }
 
 /// How a preview is made from a predicted clean latent.
-public enum PreviewDecoder: String, CaseIterable, Sendable {
+public enum PreviewDecoder: String, CaseIterable, Codable, Sendable {
     /// A fixed linear map of the 4 latent channels to RGB, at latent resolution (h×w): no network.
     case linear
     /// The VAE decoder at full resolution: exact, the cost of one decode per preview.

@@ -46,8 +46,16 @@ public struct TransferOptions: Equatable, Codable, Sendable {
     /// weights are held in one form, so a job asking for another is refused by
     /// `validate(for:schedule:)` (docs/PERFORMANCE.md, "Precision").
     public var precision: Precision?
+    /// What each image becomes before the VAE (docs/ALGORITHM.md §2, "Sizes").
+    public var size = ImageSize.native
+    /// Generation steps between previews; nil: `LatentPreview.defaultInterval` (about ten per job).
+    public var previewEvery: Int?
+    public var previewDecoder = PreviewDecoder.linear
 
     public init() {}
+
+    /// The preview interval this job uses.
+    public var resolvedPreviewEvery: Int { previewEvery ?? LatentPreview.defaultInterval(generationSteps: generationSteps) }
 
     public var resolvedPrompt: String { prompt ?? "A photo of a \(domain)" }
     public var resolvedObjectNoun: String { objectNoun ?? domain }
@@ -84,6 +92,7 @@ public struct TransferOptions: Equatable, Codable, Sendable {
         guard swapGuidanceScale.isFinite && swapGuidanceScale >= 0 else { throw fail("swap-guidance", "must be a finite number ≥ 0") }
         guard contrastStrength.isFinite && contrastStrength >= 0 else { throw fail("contrast", "must be a finite number ≥ 0") }
         guard inversionGuidanceScale.isFinite else { throw fail("inversion-guidance", "must be finite") }
+        if let previewEvery, previewEvery < 1 { throw fail("preview-every", "must be at least 1, got \(previewEvery)") }
     }
 }
 
