@@ -55,6 +55,24 @@ final class FakeInbox: @unchecked Sendable {
         #expect(drop.stem == "a" && drop.structure == ".structure.png" && drop.appearance == ".appearance.png" && drop.options == nil)
     }
 
+    /// Drawn masks belong to their pair (NAME.structure-mask.png) or their job directory
+    /// (appearance-mask.png); two of one kind make the drop invalid.
+    @Test func masksJoinTheirDrop() {
+        var tracker = tracker()
+        for name in ["a.structure.png", "a.appearance.png", "a.structure-mask.png", "b.structure.png", "b.appearance.png",
+                     "b.appearance-mask.png", "b.appearance-mask.jpg"] {
+            inbox.put(name); tracker.apply(closed(name), now: t0)
+        }
+        inbox.directory("c")
+        for name in ["structure.png", "appearance.png", "appearance-mask.png"] { inbox.put("c/" + name) }
+        tracker.apply(FolderEvent(inbox: FakeInbox.root, path: "c", kind: .complete, isDirectory: true), now: t0)
+        let verdicts = tracker.verdicts(now: t0 + 1)
+        #expect(verdicts.contains(.ready(DropTracker.Drop(stem: "a", suffixes: [".appearance.png", ".structure-mask.png", ".structure.png"],
+                                                          structure: ".structure.png", appearance: ".appearance.png", structureMask: ".structure-mask.png"))))
+        #expect(verdicts.contains { if case let .invalid(drop, reason) = $0 { drop.stem == "b" && reason == "two appearance masks" } else { false } })
+        #expect(verdicts.contains { if case let .ready(drop) = $0 { drop.stem == "c" && drop.appearanceMask == "/appearance-mask.png" } else { false } })
+    }
+
     /// IN_CREATE/IN_MODIFY without a close: not taken, however long it stays unchanged.
     @Test func aFileBeingWrittenIsNeverTaken() {
         var tracker = tracker()
