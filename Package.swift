@@ -119,7 +119,7 @@ let package = Package(
 
         .testTarget(
             name: "CoreTests",
-            dependencies: ["Core"],
+            dependencies: ["Core", "Wire"],
             path: "Tests/CoreTests",
             swiftSettings: engineSettings
         ),

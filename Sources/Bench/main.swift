@@ -3,10 +3,11 @@ import Foundation
 
 // xattn-bench SUITE [--json] [--quick]: performance as ratios measured in one run (see each suite).
 let usage = """
-    usage: xattn-bench kernels|unet|transfer [--json] [--quick]
+    usage: xattn-bench kernels|unet|transfer|sizes|load [--json] [--quick]
       kernels   each kernel at SD 1.5 sizes, GFLOP/s and the ratio to the sgemm peak of the same run
       unet      the full-size SD 1.5 UNet, VAE and text encoder on random weights (--quick: fewer rounds)
       transfer  one inversion and one generation step, VAE encode/decode, a default job's projection
+      sizes     a UNet pass at 512x512, 512x768 and 768x768 (ratios in one run), and a preview's cost
       load      peak against steady resident size while loading a full-size fp32 SD 1.5 from files
                 (--dir DIR: where the model is written once, default $TMPDIR/xattn-bench-sd15-fp32;
                 --precision fp32|bf16: the form it is loaded in, default fp32)
@@ -23,7 +24,7 @@ if arguments.contains(where: { ["-h", "--help", "help"].contains($0) }) {
     exit(0)
 }
 /// Every flag must be one the suite takes: a typo must not start a benchmark that runs for minutes.
-let known: [String: Set<String>] = ["kernels": ["--json"], "transfer": ["--json"], "unet": ["--json", "--quick"], "load": ["--json", "--dir", "--precision"]]
+let known: [String: Set<String>] = ["kernels": ["--json"], "transfer": ["--json"], "sizes": ["--json"], "unet": ["--json", "--quick"], "load": ["--json", "--dir", "--precision"]]
 /// Flags that take a value (the value follows the flag).
 let valued: Set<String> = ["--dir", "--child", "--precision"]
 guard let suite = arguments.first, let flags = known[suite] else {
@@ -45,6 +46,7 @@ do {
     switch suite {
     case "kernels": KernelSuite.run(json: json)
     case "transfer": try TransferSuite.run(json: json)
+    case "sizes": try SizeSuite.run(json: json)
     case "load":
         // The measured child is this program again (`--child DIR`, internal).
         guard let precision = Precision(rawValue: values["--precision"] ?? "fp32") else {

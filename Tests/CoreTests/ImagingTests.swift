@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Core
+import Wire
 
 /// Decoding and resizing as the reference stack does (Pillow 9.5.0, tools/reference/imaging.py).
 @Suite struct ImagingTests {
@@ -72,5 +73,56 @@ import Core
         #expect(ImagePreprocessing.image(from: Tensor(shape: [3, 1, 1], scalars: [-1, 0, 1])!).pixels == [0, 128, 255])
         // Overflowed outputs give pixels, not a trap: NaN → 0, ±∞ clamp.
         #expect(ImagePreprocessing.image(from: Tensor(shape: [3, 1, 1], scalars: [.nan, .infinity, -.infinity])!).pixels == [0, 255, 0])
+    }
+}
+
+/// The `size` option's geometry (docs/ALGORITHM.md §2, "Sizes") and drawn masks through it.
+@Suite struct ImageGeometryTests {
+    func fit(_ w: Int, _ h: Int, _ size: ImageSize, native: Int = 512) throws -> ImageGeometry {
+        try ImageGeometry.fitting(sourceWidth: w, sourceHeight: h, size: size, nativeSize: native, step: 64)
+    }
+
+    @Test func cropsAndSizes() throws {
+        // native: the paper's centred square, the excess split with the smaller half first.
+        let native = try fit(201, 160, .native)
+        #expect([native.cropX, native.cropY, native.cropWidth, native.cropHeight, native.width, native.height] == [20, 0, 160, 160, 512, 512] as [Int])
+        // WxH: the largest centred rectangle of that aspect.
+        let wide = try fit(200, 160, .fixed(width: 768, height: 512))
+        #expect([wide.cropX, wide.cropY, wide.cropWidth, wide.cropHeight, wide.width, wide.height] == [0, 13, 200, 133, 768, 512] as [Int])
+        // auto: the image's aspect at about 512² pixels, sides rounded to 64.
+        let portrait = try fit(3000, 4000, .auto)
+        #expect(portrait.width == 448 && portrait.height == 576)
+        #expect(portrait.cropWidth == 3000 && portrait.cropHeight == 3857 && portrait.cropY == 71)
+        let panorama = try fit(4000, 1000, .auto)
+        #expect(panorama.width == 1024 && panorama.height == 256)
+        #expect(try fit(512, 512, .auto).width == 512)
+    }
+
+    @Test func refusesSizesItCannotRun() {
+        #expect(throws: TransferError.self) { try fit(100, 100, .fixed(width: 500, height: 512)) }
+        do {
+            _ = try ImageGeometry.fitting(sourceWidth: 100, sourceHeight: 100, size: .fixed(width: 2048, height: 2048), nativeSize: 512, step: 64)
+            Issue.record("2048² accepted")
+        } catch let TransferError.invalidOption(option, reason) {
+            #expect(option == "size" && reason.contains("GB of working memory"), "\(reason)")
+        } catch { Issue.record("\(error)") }
+    }
+
+    /// A mask drawn at half its image's resolution lands where the image's crop puts it; empty,
+    /// full and mis-shaped masks are refused.
+    @Test func masksFollowTheirImage() throws {
+        let geometry = try fit(200, 160, .native, native: 128)  // crop x 20…180, latent 16×16
+        // White on the source's columns 100…199 (the right half): the crop's columns 80…159 → latent 8…15.
+        var pixels = [UInt8](repeating: 0, count: 100 * 80 * 3)
+        for y in 0..<80 { for x in 50..<100 { for c in 0..<3 { pixels[(y * 100 + x) * 3 + c] = 255 } } }
+        let mask = try ObjectMask.prepare(RGBImage(width: 100, height: 80, pixels: pixels), image: geometry, latentHeight: 16, latentWidth: 16, role: "structure")
+        #expect(mask.shape == [16, 16])
+        #expect((0..<16).allSatisfy { x in mask.scalars[x] == (x >= 8 ? 1 : 0) }, "\(mask.scalars.prefix(16))")
+        let black = RGBImage(width: 100, height: 80, pixels: [UInt8](repeating: 0, count: 100 * 80 * 3))
+        let white = RGBImage(width: 100, height: 80, pixels: [UInt8](repeating: 255, count: 100 * 80 * 3))
+        let square = RGBImage(width: 80, height: 80, pixels: [UInt8](repeating: 255, count: 80 * 80 * 3))
+        for wrong in [black, white, square] {
+            #expect(throws: TransferError.self) { try ObjectMask.prepare(wrong, image: geometry, latentHeight: 16, latentWidth: 16, role: "structure") }
+        }
     }
 }

@@ -53,13 +53,14 @@ public struct ImageGeometry: Equatable, Sendable {
     public var sizeDescription: String { "\(width)x\(height)" }
 }
 
-/// Working memory of a transfer beyond the resident model, as an estimate for refusals: activations
-/// grow with pixels (the VAE's 128-channel full-resolution maps dominate), and the self-segmentation
-/// keeps two [N, N] attention maps of the latent's N tokens (quadratic). Constants: docs/ALGORITHM.md
-/// §2, "Sizes".
+/// Working memory of a transfer beyond the resident model, as an estimate for refusals: a fixed
+/// part (scratch buffers, OpenBLAS, the text encoder's activations), activations that grow with the
+/// pixels, and the self-segmentation's two [N, N] float maps of the latent's N tokens (quadratic).
+/// An upper fit of peak RSS minus the resident model measured with `xattnd transfer` on the
+/// SD 1.5-shaped model (docs/ALGORITHM.md §2, "Sizes": 1.25 GB at 512², 1.90 GB at 768²).
 public enum TransferFootprint {
     public static func workingBytes(pixels: Int, latentTokens: Int) -> Int {
-        6 * 1024 * pixels + 3 * 4 * latentTokens * latentTokens
+        (1 << 30) + 1024 * pixels + 2 * 4 * latentTokens * latentTokens
     }
 
     public static func describe(_ bytes: Int) -> String {
