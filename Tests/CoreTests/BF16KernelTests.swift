@@ -130,3 +130,40 @@ import Testing
 
 /// The kernels' conversion, through Core's module (the C module is Core's implementation detail).
 func xattn_bf16_from_float_bits(_ x: Float) -> UInt16 { BF16Gemm.roundToBF16(x) }
+
+/// The convolution's fused unfold-and-pack (bf16_unfold.c) against unfolding into floats first and
+/// packing those: the products must agree bit for bit (the same packed words, the same kernel).
+@Suite struct BF16UnfoldTests {
+    /// im2col of one image [cin, h, w] → [cin·kh·kw, ho·wo].
+    static func unfolded(_ x: [Float], cin: Int, h: Int, w: Int, k: Int, stride: Int, padding: Padding2D) -> (matrix: [Float], ho: Int, wo: Int) {
+        let ho = (h + padding.top + padding.bottom - k) / stride + 1, wo = (w + padding.left + padding.right - k) / stride + 1
+        var m = [Float](repeating: 0, count: cin * k * k * ho * wo)
+        for c in 0..<cin { for ky in 0..<k { for kx in 0..<k { for oy in 0..<ho { for ox in 0..<wo {
+            let iy = oy * stride - padding.top + ky, ix = ox * stride - padding.left + kx
+            let row = (c * k + ky) * k + kx
+            m[row * ho * wo + oy * wo + ox] = iy >= 0 && iy < h && ix >= 0 && ix < w ? x[(c * h + iy) * w + ix] : 0
+        } } } } }
+        return (m, ho, wo)
+    }
+
+    /// A 3×3 convolution as the UNet's (stride 1, padding 1) and its downsampler's (stride 2, padding
+    /// right and bottom only), on maps large enough for the per-panel path, odd channel counts.
+    @Test(arguments: [(5, 24, 26, 1, Padding2D.uniform(1)), (7, 40, 38, 2, Padding2D(top: 0, left: 0, bottom: 1, right: 1))])
+    func fusedPackingEqualsUnfoldThenPack(cin: Int, h: Int, w: Int, stride: Int, padding: Padding2D) throws {
+        let cout = 19
+        var state: UInt64 = 12345
+        func random() -> Float { state = state &* 6364136223846793005 &+ 1442695040888963407; return Float(Int64(bitPattern: state >> 11) % 2001 - 1000) / 500 }
+        let x = (0..<(cin * h * w)).map { _ in random() }, weights = (0..<(cout * cin * 9)).map { _ in random() }
+        let input = try #require(Tensor(shape: [1, cin, h, w], scalars: x)), weight = try #require(Tensor(shape: [cout, cin, 3, 3], scalars: weights))
+        let fused = input.conv2d(packed: PackedBF16(rowsOf: weight), kernel: 3, bias: nil, stride: stride, padding: padding)
+
+        let (matrix, ho, wo) = Self.unfolded(x, cin: cin, h: h, w: w, k: 3, stride: stride, padding: padding)
+        let n = ho * wo, depth = cin * 9
+        let rows = PackedBF16(rowsOf: try #require(Tensor(shape: [cout, depth], scalars: weights)))
+        let columns = matrix.withUnsafeBufferPointer { PackedBF16(source: $0.baseAddress!, lineStride: 1, depthStride: n, lines: n, depth: depth, side: .columns) }
+        var expected = [Float](repeating: .nan, count: cout * n)
+        expected.withUnsafeMutableBufferPointer { BF16Gemm.multiply(rows.layout, columns.layout, c: $0.baseAddress!, ldc: n, accumulate: false) }
+        #expect(fused.shape == [1, cout, ho, wo])
+        #expect(fused.scalars == expected, "largest difference \(zip(fused.scalars, expected).map { abs($0 - $1) }.max() ?? 0)")
+    }
+}

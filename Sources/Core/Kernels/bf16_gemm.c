@@ -109,66 +109,13 @@ int xattn_bf16_width(int kernel, int side) {
     return kernel == XATTN_BF16_AMX ? 16 : 14;
 }
 
-static int width_of(const xattn_bf16_packed *p) { return xattn_bf16_width(p->kernel, p->side); }
-static int panel_count(int lines, int width) { return (lines + width - 1) / width; }
-static int pair_multiple(const xattn_bf16_packed *p) { return p->kernel == XATTN_BF16_AMX ? 16 : 1; }
-static int line_major(const xattn_bf16_packed *p) { return p->kernel == XATTN_BF16_AMX && p->side == XATTN_BF16_ROWS; }
-
-/// Depth per block: 256 for the vector kernel (a B panel of 16 KiB stays in L1), 512 for AMX
-/// (fewer passes of the C tiles through memory; A's 16-row panel is then 16 KiB, B's 32 KiB).
-static int block_depth(const xattn_bf16_packed *p) { return p->kernel == XATTN_BF16_AMX ? 2 * XATTN_BF16_KC : XATTN_BF16_KC; }
-
-static int block_pairs(const xattn_bf16_packed *p, int block) {
-    const int kc = block_depth(p);
-    const int rest = p->depth - block * kc;
-    const int pairs = ((rest < kc ? rest : kc) + 1) / 2;
-    const int multiple = pair_multiple(p);
-    return (pairs + multiple - 1) / multiple * multiple;
-}
-/// First word of depth block `block`: every earlier block is full (kc/2 pairs per line, a multiple of 16).
-static size_t block_offset(const xattn_bf16_packed *p, int block) {
-    return (size_t)panel_count(p->lines, width_of(p)) * width_of(p) * (size_t)block * (block_depth(p) / 2);
-}
-static int block_count(const xattn_bf16_packed *p) { return (p->depth + block_depth(p) - 1) / block_depth(p); }
+#include "bf16_layout.h"
 
 size_t xattn_bf16_packed_words(const xattn_bf16_packed *p) {
     const int blocks = block_count(p);
     if (blocks == 0) return 0;
     return block_offset(p, blocks - 1) + (size_t)panel_count(p->lines, width_of(p)) * width_of(p) * block_pairs(p, blocks - 1);
 }
-
-/// Where word (pair, line w of the panel) goes inside a panel of `pairs` pairs.
-static size_t word_index(const xattn_bf16_packed *p, int pairs, int pair, int w) {
-    return line_major(p) ? (size_t)w * pairs + pair : (size_t)pair * width_of(p) + w;
-}
-
-#if XATTN_X86
-/// 16 lines at once when lines are contiguous (line_stride 1): two rows of depth converted by
-/// vcvtne2ps2bf16 and interleaved into pairs.
-__attribute__((target("avx512f,avx512bw,avx512bf16")))
-static void pack_pairs16_avx512(const float *d0, const float *d1, uint32_t *out) {
-    __m512 even = _mm512_loadu_ps(d0);
-    __m512 odd = d1 ? _mm512_loadu_ps(d1) : _mm512_setzero_ps();
-    __m512i both = (__m512i)_mm512_cvtne2ps_pbh(odd, even);  // [0,16): even, [16,32): odd
-    const __m512i order = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
-                                           23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    _mm512_storeu_si512(out, _mm512_permutexvar_epi16(order, both));
-}
-
-/// One line whose depth is contiguous (depth_stride 1): `count` floats → count/2 words (pairs in
-/// memory order are exactly the packed words), converted 32 at a time, zero up to a multiple of 16 words.
-__attribute__((target("avx512f,avx512bw,avx512bf16")))
-static void convert_run_avx512(const float *source, int count, uint32_t *words) {
-    for (int d = 0; d < count; d += 32) {
-        const int left = count - d;
-        const __mmask16 m0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
-        const __mmask16 m1 = left >= 32 ? 0xFFFF : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
-        const __m512 low = _mm512_maskz_loadu_ps(m0, source + d);
-        const __m512 high = _mm512_maskz_loadu_ps(m1, source + d + 16);
-        _mm512_storeu_si512(words + d / 2, (__m512i)_mm512_cvtne2ps_pbh(high, low));
-    }
-}
-#endif
 
 /// Depth-contiguous lines (rows of A, or Bᵀ stored by rows): each line's run of a depth block is
 /// converted at once into a small buffer, then its words are spread to their places in the panel.

@@ -131,6 +131,18 @@ struct ConvGeometry {
             let source = x + image * cin * h * w
             let y = out + image * cout * n + start
             fillBias(bias, y, rows: cout, count: size, stride: n)
+            if case let .bf16(weight) = product, !isPointwise {
+                // Unfolded straight into the packed layout: no float im2col matrix in between.
+                var packed = BF16Gemm.layout(lines: size, depth: k, side: .columns,
+                                             words: scratch.words(BF16Gemm.words(lines: size, depth: k, side: .columns)))
+                var geometry = xattn_conv_geometry(image: source, channels: Int32(cin), height: Int32(h), width: Int32(w),
+                                                   kernel_h: Int32(kh), kernel_w: Int32(kw), stride: Int32(stride),
+                                                   pad_top: Int32(padding.top), pad_left: Int32(padding.left), out_width: Int32(wo))
+                xattn_bf16_pack_unfolded(&geometry, Int32(start), scratch.floats(2 * size), &packed)
+                BF16Gemm.multiplySerial(weight, packed, aPanels: 0..<BF16Gemm.panels(weight), bPanels: 0..<BF16Gemm.panels(packed),
+                                        c: y, ldc: n, accumulate: bias != nil)
+                return
+            }
             let columns: UnsafePointer<Float>, ldb: Int
             if isPointwise {
                 (columns, ldb) = (source + start, n)

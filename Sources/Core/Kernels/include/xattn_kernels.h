@@ -61,6 +61,20 @@ size_t xattn_bf16_packed_words(const xattn_bf16_packed *layout);
 void xattn_bf16_pack(const float *source, ptrdiff_t line_stride, ptrdiff_t depth_stride,
                      const xattn_bf16_packed *packed, int first_line, int end_line);
 
+/// A convolution's input and geometry, for packing its unfolded matrix (im2col) directly.
+typedef struct {
+    const float *image;   // one image [channels, height, width]
+    int channels, height, width;
+    int kernel_h, kernel_w, stride, pad_top, pad_left;
+    int out_width;        // output columns (positions run row by row)
+} xattn_conv_geometry;
+
+/// Packs the unfolded input's columns first_position..<first_position + packed->lines (lines = output
+/// positions, depth = channels·kernel_h·kernel_w, side XATTN_BF16_COLUMNS) into `packed`: the same
+/// words as unfolding into floats and calling xattn_bf16_pack. `scratch` holds 2·lines floats.
+void xattn_bf16_pack_unfolded(const xattn_conv_geometry *geometry, int first_position, float *scratch,
+                              const xattn_bf16_packed *packed);
+
 /// C[i][j] (=|+=) Σ_k A[i][k]·B[k][j] over bf16 operands with float accumulation, for A's panels
 /// a_panels and B's panels b_panels (half-open panel index ranges), C row-major with row stride ldc.
 /// `accumulate` 0 overwrites C, 1 adds to it. Calls with disjoint panel ranges may run at once.
