@@ -52,6 +52,8 @@ let package = Package(
         .systemLibrary(name: "CSystemd", path: "Sources/SystemLibraries/CSystemd"),
         .systemLibrary(name: "CInotifyTools", path: "Sources/SystemLibraries/CInotifyTools"),
         .systemLibrary(name: "CTurboJPEG", path: "Sources/SystemLibraries/CTurboJPEG"),
+        // PostgreSQL's own client library (libpq-dev): the shared job store of several machines.
+        .systemLibrary(name: "CLibPQ", path: "Sources/SystemLibraries/CLibPQ"),
 
         // The engine: tensors, kernels, weights, models, pipeline, imaging. It reads JSON (safetensors
         // headers) with Wire's JSONValue, the project's one.
@@ -78,7 +80,7 @@ let package = Package(
         .target(
             name: "Service",
             dependencies: [
-                "Core", "Wire", "SystemCalls",
+                "Core", "Wire", "SystemCalls", "CLibPQ",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "TOMLKit", package: "TOMLKit"),

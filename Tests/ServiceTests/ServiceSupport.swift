@@ -17,6 +17,7 @@ final class Scratch: @unchecked Sendable {
     func store(_ kind: StoreKind = .sqlite, clock: @escaping @Sendable () -> Date = { Date() }) throws -> any JobStore {
         switch kind {
         case .sqlite: try SQLiteJobStore(path: path + "/jobs.sqlite", clock: clock)
+        case .postgres: try PostgresJobStore(url: try TestPostgres.shared.get().database(), node: "test-node", clock: clock)
         }
     }
 }
@@ -24,6 +25,8 @@ final class Scratch: @unchecked Sendable {
 /// The job store implementations JobStoreTests hold to the same behaviour.
 enum StoreKind: String, CaseIterable, Sendable {
     case sqlite
+    /// A database of its own in the tests' throwaway cluster (TestPostgres).
+    case postgres
 }
 
 /// A clock the test moves by hand.

@@ -1,0 +1,451 @@
+import Core
+import Foundation
+import Wire
+
+/// The job store on a PostgreSQL database that several xattnd nodes share (README, "Several
+/// machines"): the same behaviour as SQLiteJobStore on one set of tests (ServiceTests'
+/// JobStoreTests), plus what sharing needs. Claims take the queue's head with
+/// `FOR UPDATE SKIP LOCKED`, so nodes claiming at once never take the same job nor wait for each
+/// other; a running job carries its node's name and a lease the node renews, and a job whose lease
+/// has expired (its node killed, unplugged, frozen) is requeued by whichever node claims next, under
+/// the rules of a local restart. Submits are serialised by a transaction-scoped advisory lock (the
+/// queue limit holds across nodes) and NOTIFY `xattn_queue` at commit wakes idle nodes.
+package final class PostgresJobStore: JobStore, @unchecked Sendable {
+    private let connection: PGConnection
+    private let lock = NSLock()
+    private let clock: @Sendable () -> Date
+    /// This node's name, stamped on the jobs it runs.
+    package let node: String
+    /// Seconds a claim stays valid without renewal.
+    package let leaseSeconds: Double
+    private var imageLimit = 4 << 30
+    /// Its own lock: it is read inside transactions, which hold `lock`.
+    private let limitLock = NSLock()
+    package var maximumImageBytes: Int {
+        get { limitLock.lock(); defer { limitLock.unlock() }; return imageLimit }
+        set { limitLock.lock(); imageLimit = newValue; limitLock.unlock() }
+    }
+
+    /// The schema this binary writes; a database at a newer one is refused.
+    static let schemaVersion = 1
+    static let channel = "xattn_queue"
+
+    package init(url: String, password: String? = nil, node: String, leaseSeconds: Double = 60,
+                 clock: @escaping @Sendable () -> Date = { Date() }) throws {
+        (self.node, self.leaseSeconds, self.clock) = (node, leaseSeconds, clock)
+        connection = try PGConnection(url: url, password: password)
+        try migrate()
+    }
+
+    /// Runs `body` in one transaction, under the lock; once more after a lost connection or a
+    /// serialisation failure.
+    private func write<T>(_ body: (PGConnection) throws -> T) throws -> T {
+        lock.lock(); defer { lock.unlock() }
+        do {
+            return try connection.transaction { try body(connection) }
+        } catch let error as PGError where error.isTransient || error.isConnectionLoss {
+            return try connection.transaction { try body(connection) }
+        }
+    }
+
+    private func migrate() throws {
+        try write { db in
+            // One node migrates at a time; the others wait here, then see the new version.
+            try db.execute("SELECT pg_advisory_xact_lock(7319)")
+            try db.execute("CREATE TABLE IF NOT EXISTS xattn_schema (version integer NOT NULL)")
+            let version = try db.execute("SELECT max(version) AS v FROM xattn_schema").int(0, "v") ?? 0
+            guard version <= Self.schemaVersion else {
+                throw PGError(message: "the job database is at schema version \(version), newer than this xattnd's \(Self.schemaVersion); refusing to use it", sqlState: nil)
+            }
+            if version < 1 {
+                for statement in Self.schemaV1 { try db.execute(statement) }
+                try db.execute("INSERT INTO xattn_schema (version) VALUES (1)")
+            }
+        }
+    }
+
+    static let schemaV1 = [
+        """
+        CREATE TABLE job (
+            id text PRIMARY KEY, seq bigserial, idempotency_key text UNIQUE, owner bigint NOT NULL, source text NOT NULL,
+            folder text, state text NOT NULL, priority integer NOT NULL, attempts integer NOT NULL, parameters text NOT NULL,
+            input_hash text NOT NULL, created_at double precision NOT NULL, started_at double precision,
+            finished_at double precision, error text, result_path text, abnormal_stops integer NOT NULL DEFAULT 0,
+            node text, lease_expires double precision)
+        """,
+        "CREATE INDEX job_queue ON job (state, priority DESC, created_at, seq)",
+        """
+        CREATE TABLE job_input (
+            job_id text PRIMARY KEY REFERENCES job(id) ON DELETE CASCADE, structure bytea NOT NULL, appearance bytea NOT NULL,
+            structure_mask bytea, appearance_mask bytea)
+        """,
+        "CREATE TABLE setting (key text PRIMARY KEY, value text NOT NULL)",
+        """
+        CREATE TABLE folder_item (
+            id bigserial PRIMARY KEY, folder text NOT NULL, name text NOT NULL, files text NOT NULL,
+            job_id text NOT NULL REFERENCES job(id) ON DELETE CASCADE, delivered boolean NOT NULL DEFAULT false,
+            created_at double precision NOT NULL)
+        """,
+        "CREATE INDEX folder_item_folder ON folder_item (folder, delivered)",
+        """
+        CREATE TABLE folder_report (
+            id bigserial PRIMARY KEY, folder text NOT NULL, name text NOT NULL, fields text NOT NULL,
+            written boolean NOT NULL DEFAULT false, created_at double precision NOT NULL)
+        """,
+    ]
+
+    // MARK: rows
+
+    static let jobColumns = "id, idempotency_key, owner, source, folder, state, priority, attempts, parameters, input_hash, created_at, started_at, finished_at, error, result_path, abnormal_stops"
+
+    private static func date(_ seconds: Double?) -> Date? { seconds.map { Date(timeIntervalSince1970: $0) } }
+
+    private static func jobs(_ rows: PGRows) -> [JobRecord] {
+        (0..<rows.count).map { r in
+            JobRecord(id: rows.string(r, "id") ?? "", idempotencyKey: rows.string(r, "idempotency_key"), owner: Int64(rows.int(r, "owner") ?? 0),
+                      source: rows.string(r, "source") ?? "", folder: rows.string(r, "folder"), state: rows.string(r, "state") ?? "failed",
+                      priority: rows.int(r, "priority") ?? 0, attempts: rows.int(r, "attempts") ?? 0, parameters: rows.string(r, "parameters") ?? "{}",
+                      inputHash: rows.string(r, "input_hash") ?? "", createdAt: date(rows.double(r, "created_at")) ?? .distantPast,
+                      startedAt: date(rows.double(r, "started_at")), finishedAt: date(rows.double(r, "finished_at")),
+                      error: rows.string(r, "error"), resultPath: rows.string(r, "result_path"), abnormalStops: rows.int(r, "abnormal_stops") ?? 0)
+        }
+    }
+
+    private func job(_ id: String, _ db: PGConnection, forUpdate: Bool = false) throws -> JobRecord? {
+        Self.jobs(try db.execute("SELECT \(Self.jobColumns) FROM job WHERE id = $1\(forUpdate ? " FOR UPDATE" : "")", [.text(id)])).first
+    }
+
+    /// Writes every mutable field of `r`.
+    private func update(_ r: JobRecord, _ db: PGConnection, node: String? = nil, lease: Double? = nil) throws {
+        try db.execute("""
+            UPDATE job SET state = $2, priority = $3, attempts = $4, started_at = $5, finished_at = $6, error = $7,
+                result_path = $8, abnormal_stops = $9, node = $10, lease_expires = $11 WHERE id = $1
+            """, [.text(r.id), .text(r.state), PGValue(r.priority), PGValue(r.attempts), PGValue(r.startedAt?.timeIntervalSince1970),
+                  PGValue(r.finishedAt?.timeIntervalSince1970), PGValue(r.error), PGValue(r.resultPath), PGValue(r.abnormalStops),
+                  PGValue(node), PGValue(lease)])
+    }
+
+    private var now: Double { clock().timeIntervalSince1970 }
+
+    // MARK: submitting
+
+    package func submit(_ new: NewJob, limit: Int) throws -> (JobRecord, existing: Bool) {
+        try write { db in
+            try db.execute("SELECT pg_advisory_xact_lock(7320)")
+            if let key = new.idempotencyKey,
+               let earlier = Self.jobs(try db.execute("SELECT \(Self.jobColumns) FROM job WHERE idempotency_key = $1", [.text(key)])).first {
+                return (earlier, true)
+            }
+            return (try insert(new, limit: limit, db), false)
+        }
+    }
+
+    package func submit(_ new: NewJob, limit: Int, item: FolderItem, rerun: (JobRecord) -> Bool) throws -> (JobRecord, existing: Bool, requeued: Bool) {
+        try write { db in
+            try db.execute("SELECT pg_advisory_xact_lock(7320)")
+            var job: JobRecord, existing = false, requeued = false
+            if let key = new.idempotencyKey,
+               let earlier = Self.jobs(try db.execute("SELECT \(Self.jobColumns) FROM job WHERE idempotency_key = $1 FOR UPDATE", [.text(key)])).first {
+                (job, existing) = (earlier, true)
+                if earlier.jobState == .failed || earlier.jobState == .cancelled || (earlier.jobState == .succeeded && rerun(earlier)) {
+                    job.requeue()
+                    job.attempts = 0
+                    try update(job, db)
+                    try storeImages(new, of: job.id, db)
+                    try db.execute("NOTIFY \(Self.channel)")
+                    requeued = true
+                }
+            } else {
+                job = try insert(new, limit: limit, db)
+            }
+            try db.execute("INSERT INTO folder_item (folder, name, files, job_id, delivered, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                           [.text(item.folder), .text(item.name), .text(item.files), .text(job.id), .text(item.delivered ? "t" : "f"),
+                            PGValue(item.createdAt.timeIntervalSince1970)])
+            return (job, existing, requeued)
+        }
+    }
+
+    private func insert(_ new: NewJob, limit: Int, _ db: PGConnection) throws -> JobRecord {
+        let queued = try db.execute("SELECT count(*) AS n FROM job WHERE state = 'queued'").int(0, "n") ?? 0
+        guard queued < limit else { throw StoreError.queueFull(limit: limit) }
+        let record = JobRecord(
+            id: "j-" + UUID().uuidString.lowercased().prefix(12).replacingOccurrences(of: "-", with: ""),
+            idempotencyKey: new.idempotencyKey, owner: Int64(new.owner), source: new.source, folder: new.folder,
+            state: JobState.queued.rawValue, priority: new.priority, attempts: 0, parameters: new.parametersJSON,
+            inputHash: new.contentHash, createdAt: clock(), abnormalStops: 0)
+        try db.execute("""
+            INSERT INTO job (id, idempotency_key, owner, source, folder, state, priority, attempts, parameters, input_hash, created_at)
+            VALUES ($1, $2, $3, $4, $5, 'queued', $6, 0, $7, $8, $9)
+            """, [.text(record.id), PGValue(record.idempotencyKey), PGValue(Int(record.owner)), .text(record.source), PGValue(record.folder),
+                  PGValue(record.priority), .text(record.parameters), .text(record.inputHash), PGValue(record.createdAt.timeIntervalSince1970)])
+        try storeImages(new, of: record.id, db)
+        try db.execute("NOTIFY \(Self.channel)")
+        return record
+    }
+
+    private static let inputBytes = "length(structure) + length(appearance) + COALESCE(length(structure_mask), 0) + COALESCE(length(appearance_mask), 0)"
+
+    private func storeImages(_ new: NewJob, of id: String, _ db: PGConnection) throws {
+        try db.execute("DELETE FROM job_input WHERE job_id = $1", [.text(id)])
+        try makeRoom(new.inputs.bytes, db)
+        try db.execute("INSERT INTO job_input (job_id, structure, appearance, structure_mask, appearance_mask) VALUES ($1, $2, $3, $4, $5)",
+                       [.text(id), .bytes(new.inputs.structure), .bytes(new.inputs.appearance),
+                        new.inputs.structureMask.map { .bytes($0) } ?? .null, new.inputs.appearanceMask.map { .bytes($0) } ?? .null])
+    }
+
+    private static func imageBytes(_ db: PGConnection) throws -> Int {
+        try db.execute("SELECT COALESCE(sum(\(inputBytes)), 0) AS n FROM job_input").int(0, "n") ?? 0
+    }
+
+    private func makeRoom(_ bytes: Int, _ db: PGConnection) throws {
+        let limit = maximumImageBytes
+        var held = try Self.imageBytes(db)
+        guard held + bytes > limit else { return }
+        let ended = try db.execute("""
+            SELECT job.id AS id, \(Self.inputBytes) AS size FROM job JOIN job_input ON job_input.job_id = job.id
+            WHERE job.state IN ('succeeded', 'failed', 'cancelled') ORDER BY job.finished_at ASC, job.seq ASC
+            """)
+        for r in 0..<ended.count where held + bytes > limit {
+            guard let id = ended.string(r, "id"), let size = ended.int(r, "size") else { continue }
+            try db.execute("DELETE FROM job_input WHERE job_id = $1", [.text(id)])
+            held -= size
+        }
+        guard held + bytes <= limit else { throw StoreError.storeFull(limit: limit) }
+    }
+
+    // MARK: running
+
+    /// Requeues (or fails) the jobs whose lease has expired, then claims the queue's head for this
+    /// node with a fresh lease.
+    package func claimNext() throws -> JobRecord? {
+        try write { db in
+            _ = try recover(db, condition: "lease_expires < $1", [PGValue(now)], maxAttempts: Int.max)
+            guard try !Self.paused(db) else { return nil }
+            let rows = try db.execute("""
+                UPDATE job SET state = 'running', attempts = attempts + 1, started_at = $1, node = $2, lease_expires = $3
+                WHERE id = (SELECT id FROM job WHERE state = 'queued' ORDER BY priority DESC, created_at ASC, seq ASC
+                            LIMIT 1 FOR UPDATE SKIP LOCKED)
+                RETURNING \(Self.jobColumns)
+                """, [PGValue(now), .text(node), PGValue(now + leaseSeconds)])
+            return Self.jobs(rows).first
+        }
+    }
+
+    /// Extends the lease of a job this node runs; false when it is no longer this node's (its
+    /// lease expired and another node requeued it).
+    @discardableResult
+    package func renewLease(_ id: String) throws -> Bool {
+        try write { db in
+            try db.execute("UPDATE job SET lease_expires = $3 WHERE id = $1 AND node = $2 AND state = 'running' RETURNING id",
+                           [.text(id), .text(node), PGValue(now + leaseSeconds)]).count == 1
+        }
+    }
+
+    @discardableResult
+    package func finish(_ id: String, state: JobState, error: RPCErrorObject?, resultPath: String?) throws -> JobRecord {
+        try write { db in
+            guard var record = try job(id, db, forUpdate: true) else { throw StoreError.notFound(id) }
+            record.state = state.rawValue
+            record.finishedAt = state.isFinal ? clock() : nil
+            record.error = try error.map { String(decoding: try JSONEncoder.sorted.encode($0), as: UTF8.self) }
+            record.resultPath = resultPath
+            if state == .queued { record.startedAt = nil }
+            try update(record, db)
+            if state == .queued { try db.execute("NOTIFY \(Self.channel)") }
+            return record
+        }
+    }
+
+    /// At this node's start: its own jobs left running (the other nodes' run on), and any whose
+    /// lease expired, under SQLiteJobStore.recoverInterrupted's rules.
+    package func recoverInterrupted(maxAttempts: Int) throws -> (requeued: [String], failed: [String]) {
+        try write { db in try recover(db, condition: "(node = $1 OR lease_expires < $2)", [.text(node), PGValue(now)], maxAttempts: maxAttempts) }
+    }
+
+    private func recover(_ db: PGConnection, condition: String, _ parameters: [PGValue], maxAttempts: Int) throws -> (requeued: [String], failed: [String]) {
+        var requeued: [String] = [], failed: [String] = []
+        let running = Self.jobs(try db.execute("SELECT \(Self.jobColumns) FROM job WHERE state = 'running' AND \(condition) FOR UPDATE SKIP LOCKED", parameters))
+        for var record in running {
+            record.abnormalStops += 1
+            let reason: String? = record.abnormalStops >= SQLiteJobStore.abnormalStopLimit
+                ? "the service stopped abnormally (a crash, a kill or a power loss) \(record.abnormalStops) times while running this job; it is not run again automatically (xattnctl retry runs it once more)"
+                : record.attempts >= maxAttempts ? "interrupted \(record.attempts) times; not retried" : nil
+            if let reason {
+                record.state = JobState.failed.rawValue
+                record.finishedAt = clock()
+                record.error = String(decoding: try JSONEncoder.sorted.encode(WireError.internalError(reason).object), as: UTF8.self)
+                failed.append(record.id)
+            } else {
+                record.state = JobState.queued.rawValue
+                record.startedAt = nil
+                requeued.append(record.id)
+            }
+            try update(record, db)
+        }
+        return (requeued, failed)
+    }
+
+    package func cancelQueued(_ id: String) throws -> JobRecord {
+        try write { db in
+            guard var record = try job(id, db, forUpdate: true) else { throw StoreError.notFound(id) }
+            guard record.jobState == .queued else { throw StoreError.invalidState("job \(id) is \(record.state)") }
+            record.state = JobState.cancelled.rawValue
+            record.finishedAt = clock()
+            try update(record, db)
+            return record
+        }
+    }
+
+    package func retry(_ id: String) throws -> JobRecord {
+        try write { db in
+            guard var record = try job(id, db, forUpdate: true) else { throw StoreError.notFound(id) }
+            guard record.jobState == .failed || record.jobState == .cancelled else {
+                throw StoreError.invalidState("job \(id) is \(record.state); only failed or cancelled jobs are retried")
+            }
+            guard try db.execute("SELECT 1 FROM job_input WHERE job_id = $1", [.text(id)]).count == 1 else {
+                throw StoreError.invalidState("the images of job \(id) are no longer kept (retention); submit them again")
+            }
+            record.requeue()
+            try update(record, db)
+            try db.execute("NOTIFY \(Self.channel)")
+            return record
+        }
+    }
+
+    package func setPriority(_ id: String, _ priority: Int) throws -> JobRecord {
+        try write { db in
+            guard var record = try job(id, db, forUpdate: true) else { throw StoreError.notFound(id) }
+            record.priority = priority
+            try db.execute("UPDATE job SET priority = $2 WHERE id = $1", [.text(id), PGValue(priority)])
+            return record
+        }
+    }
+
+    // MARK: reading
+
+    package func get(_ id: String) throws -> JobRecord? { try write { try job(id, $0) } }
+
+    package func list(states: [JobState]?, limit: Int, owner: UInt32?) throws -> (jobs: [JobRecord], others: Int) {
+        try write { db in
+            var conditions: [String] = [], parameters: [PGValue] = []
+            if let states {
+                parameters.append(.text("{" + states.map(\.rawValue).joined(separator: ",") + "}"))
+                conditions.append("state = ANY($\(parameters.count)::text[])")
+            }
+            let base = conditions.isEmpty ? "TRUE" : conditions.joined(separator: " AND ")
+            guard let owner else {
+                return (Self.jobs(try db.execute("SELECT \(Self.jobColumns) FROM job WHERE \(base) ORDER BY created_at DESC, seq DESC LIMIT \(limit)", parameters)), 0)
+            }
+            let ownerParameter = "$\(parameters.count + 1)"
+            let others = try db.execute("SELECT count(*) AS n FROM job WHERE \(base) AND owner <> \(ownerParameter)", parameters + [PGValue(Int(owner))]).int(0, "n") ?? 0
+            let jobs = Self.jobs(try db.execute("SELECT \(Self.jobColumns) FROM job WHERE \(base) AND owner = \(ownerParameter) ORDER BY created_at DESC, seq DESC LIMIT \(limit)",
+                                                parameters + [PGValue(Int(owner))]))
+            return (jobs, others)
+        }
+    }
+
+    package func queuedCount() throws -> Int {
+        try write { try $0.execute("SELECT count(*) AS n FROM job WHERE state = 'queued'").int(0, "n") ?? 0 }
+    }
+
+    package func inputs(of id: String) throws -> JobInputs {
+        try write { db in
+            let rows = try db.execute("SELECT structure, appearance, structure_mask, appearance_mask FROM job_input WHERE job_id = $1", [.text(id)])
+            guard rows.count == 1, let structure = rows.bytes(0, "structure"), let appearance = rows.bytes(0, "appearance") else {
+                throw StoreError.notFound(id)
+            }
+            return JobInputs(structure: structure, appearance: appearance, structureMask: rows.bytes(0, "structure_mask"),
+                             appearanceMask: rows.bytes(0, "appearance_mask"))
+        }
+    }
+
+    @discardableResult
+    package func pruneImages(days: Int, count: Int) throws -> Int {
+        try write { db in
+            var total = try db.execute("DELETE FROM job_input WHERE job_id IN (SELECT id FROM job WHERE state = 'succeeded') RETURNING job_id").count
+            let retryable = try db.execute("""
+                SELECT job.id AS id, job.finished_at AS finished FROM job JOIN job_input ON job_input.job_id = job.id
+                WHERE job.state IN ('failed', 'cancelled') ORDER BY job.finished_at DESC, job.seq DESC
+                """)
+            let cutoff = now - Double(days) * 86400
+            for r in 0..<retryable.count {
+                guard let id = retryable.string(r, "id") else { continue }
+                if (count > 0 && r >= count) || (days > 0 && (retryable.double(r, "finished") ?? 0) < cutoff) {
+                    try db.execute("DELETE FROM job_input WHERE job_id = $1", [.text(id)])
+                    total += 1
+                }
+            }
+            return total
+        }
+    }
+
+    package func usage() throws -> (imageBytes: Int, fileBytes: Int) {
+        try write { db in
+            (try Self.imageBytes(db), try db.execute("SELECT pg_database_size(current_database()) AS n").int(0, "n") ?? 0)
+        }
+    }
+
+    package var isPaused: Bool { (try? write { try Self.paused($0) }) ?? false }
+
+    package func setPaused(_ paused: Bool) throws {
+        try write { db in
+            try db.execute("INSERT INTO setting (key, value) VALUES ('paused', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                           [.text(paused ? "1" : "0")])
+            if !paused { try db.execute("NOTIFY \(Self.channel)") }
+        }
+    }
+
+    private static func paused(_ db: PGConnection) throws -> Bool {
+        try db.execute("SELECT value FROM setting WHERE key = 'paused'").string(0, "value") == "1"
+    }
+
+    // MARK: hot folders
+
+    package func undelivered(folder: String) throws -> [(item: FolderItem, job: JobRecord)] {
+        try write { db in
+            let rows = try db.execute("""
+                SELECT folder_item.id AS item_id, folder_item.name AS item_name, folder_item.files AS item_files,
+                       folder_item.created_at AS item_created, \(Self.jobColumns.split(separator: ",").map { "job." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", "))
+                FROM folder_item JOIN job ON job.id = folder_item.job_id
+                WHERE folder_item.folder = $1 AND NOT folder_item.delivered ORDER BY folder_item.id
+                """, [.text(folder)])
+            let jobs = Self.jobs(rows)
+            return (0..<rows.count).map { r in
+                (FolderItem(id: rows.int(r, "item_id").map(Int64.init), folder: folder, name: rows.string(r, "item_name") ?? "",
+                            files: rows.string(r, "item_files") ?? "[]", jobId: jobs[r].id, delivered: false,
+                            createdAt: Self.date(rows.double(r, "item_created")) ?? .distantPast), jobs[r])
+            }
+        }
+    }
+
+    package func markDelivered(_ itemID: Int64) throws {
+        try write { try $0.execute("UPDATE folder_item SET delivered = true WHERE id = $1", [PGValue(Int(itemID))]) }
+    }
+
+    package func addReport(_ report: FolderReport) throws -> FolderReport {
+        try write { db in
+            var report = report
+            let rows = try db.execute("INSERT INTO folder_report (folder, name, fields, written, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                                      [.text(report.folder), .text(report.name), .text(report.fields), .text(report.written ? "t" : "f"),
+                                       PGValue(report.createdAt.timeIntervalSince1970)])
+            report.id = rows.int(0, "id").map(Int64.init)
+            return report
+        }
+    }
+
+    package func unwrittenReports(folder: String) throws -> [FolderReport] {
+        try write { db in
+            let rows = try db.execute("SELECT id, folder, name, fields, written, created_at FROM folder_report WHERE folder = $1 AND NOT written ORDER BY id",
+                                      [.text(folder)])
+            return (0..<rows.count).map { r in
+                FolderReport(id: rows.int(r, "id").map(Int64.init), folder: rows.string(r, "folder") ?? folder, name: rows.string(r, "name") ?? "",
+                             fields: rows.string(r, "fields") ?? "{}", written: rows.bool(r, "written") ?? false,
+                             createdAt: Self.date(rows.double(r, "created_at")) ?? .distantPast)
+            }
+        }
+    }
+
+    package func markReportWritten(_ id: Int64) throws {
+        try write { try $0.execute("UPDATE folder_report SET written = true WHERE id = $1", [PGValue(Int(id))]) }
+    }
+}
