@@ -32,6 +32,9 @@ struct Run: ParsableCommand {
     @Option(help: "Bytes of images the job store may hold.") var storeMaxBytes: Int?
     @Option(name: .customLong("cache-dir"), help: "Where inverted latents are cached.") var cacheDirectory: String?
     @Flag(help: "Do not cache inverted latents.") var noCache = false
+    @Option(help: "A PostgreSQL database (postgresql://… or a libpq connection string) that several nodes share as their queue, instead of the state directory's SQLite.")
+    var database: String?
+    @Option(help: "This node's name in a shared database (default: the host name).") var node: String?
 
     var overrides: SettingsOverrides {
         var o = SettingsOverrides()
@@ -39,6 +42,7 @@ struct Run: ParsableCommand {
         (o.queueLimit, o.maximumFrameSize, o.maxAttempts, o.idleTimeout) = (queueLimit, maximumFrameSize, maxAttempts, idleTimeout)
         (o.maxConnections, o.maxBufferedBytes, o.frameTimeout, o.storeMaxBytes) = (maxConnections, maxBufferedBytes, frameTimeout, storeMaxBytes)
         (o.jobVisibility, o.cacheDirectory, o.noCache, o.precision) = (jobVisibility, cacheDirectory, noCache, precision)
+        (o.database, o.node) = (database, node)
         return o
     }
 

@@ -41,7 +41,18 @@ final class ServiceStart {
     /// Step 1. The store holds every user's images: the state directory is the service user's alone.
     func openStore() throws -> any JobStore {
         try FileManager.default.createDirectory(atPath: settings.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let store = try SQLiteJobStore(path: settings.stateDirectory + "/jobs.sqlite")
+        let store: any JobStore
+        if let database = settings.database {
+            let password = try settings.databasePasswordFile.map { file -> String in
+                do { return try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) } catch {
+                    throw UsageError("database_password_file \(file): \(error.localizedDescription)")
+                }
+            }
+            store = try PostgresJobStore(url: database, password: password, node: settings.node)
+            logger.info("job store: PostgreSQL", metadata: ["node": "\(settings.node)"])
+        } else {
+            store = try SQLiteJobStore(path: settings.stateDirectory + "/jobs.sqlite")
+        }
         store.maximumImageBytes = settings.storeMaxBytes
         let recovered = try store.recoverInterrupted(maxAttempts: settings.maxAttempts)
         if !recovered.requeued.isEmpty || !recovered.failed.isEmpty {

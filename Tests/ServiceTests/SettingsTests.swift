@@ -28,6 +28,26 @@ import Wire
         #expect(try self.settings(uncommented).folders.count == 1)
     }
 
+    /// The shared store's keys and flags; a password only through a file.
+    @Test func databaseNodeAndMaxPixels() throws {
+        let read = try settings("""
+            database = "postgresql://xattn@db/xattn"
+            database_password_file = "/etc/xattnd/db-password"
+            node = "n1"
+            max_pixels = 589824
+            """)
+        #expect(read.database == "postgresql://xattn@db/xattn" && read.databasePasswordFile == "/etc/xattnd/db-password")
+        #expect(read.node == "n1" && read.maxPixels == 589_824)
+        #expect(message("node = \"\"").contains("node"))
+        #expect(message("database_password = \"x\"").contains("database_password"), "no password in the file itself")
+        var flags = SettingsOverrides()
+        (flags.database, flags.node) = ("host=/tmp dbname=x", "n2")
+        var settings = read
+        try settings.apply(overrides: flags)
+        #expect(settings.database == "host=/tmp dbname=x" && settings.node == "n2")
+        #expect(DaemonSettings().node == ProcessInfo.processInfo.hostName)
+    }
+
     @Test func folderOptionsAreTheWireFieldsInSnakeCase() throws {
         let folder = try #require(try settings("""
             [[folder]]

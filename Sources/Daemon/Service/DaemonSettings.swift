@@ -33,6 +33,12 @@ package struct DaemonSettings: Equatable {
     package var resultRetentionCount = 1000
     /// Pixels of one model input at most (the `size` option's bound; ImageGeometry.defaultMaxPixels).
     package var maxPixels = 1024 * 1024
+    /// A shared PostgreSQL job store (README, "Several machines"); nil: SQLite in the state directory.
+    package var database: String?
+    /// A file holding the database's password (read at start; never logged nor shown).
+    package var databasePasswordFile: String?
+    /// This node's name in a shared database.
+    package var node = ProcessInfo.processInfo.hostName
     /// Hot folders (`[[folder]]` tables).
     package var folders: [HotFolderSettings] = []
 
@@ -40,7 +46,8 @@ package struct DaemonSettings: Equatable {
     static let restartOnly: [(String, @Sendable (DaemonSettings) -> String?)] = [
         ("model", { $0.model }), ("tokenizer", { $0.tokenizer }), ("precision", { $0.precision.rawValue }), ("state_dir", { $0.stateDirectory }),
         ("socket", { $0.socket }), ("socket_group", { $0.socketGroup }), ("cache", { "\($0.cache)" }), ("cache_dir", { $0.cacheDirectory }),
-        ("max_pixels", { "\($0.maxPixels)" }), ("folder", { "\($0.folders)" }),
+        ("max_pixels", { "\($0.maxPixels)" }), ("database", { $0.database }), ("database_password_file", { $0.databasePasswordFile }),
+        ("node", { $0.node }), ("folder", { "\($0.folders)" }),
     ]
 
     package struct Invalid: Error, CustomStringConvertible { package let description: String }
@@ -82,6 +89,11 @@ package struct DaemonSettings: Equatable {
             case "cache_size_mb": cacheSizeMB = try field.integer(1...1_000_000)
             case "result_retention_days": resultRetentionDays = try field.integer(0...36500)
             case "max_pixels": maxPixels = try field.integer(4096...(1 << 26))
+            case "database": database = try field.string()
+            case "database_password_file": databasePasswordFile = try field.string()
+            case "node":
+                node = try field.string()
+                guard !node.isEmpty, node.count <= 200 else { throw field.invalid("must be a name of 1 to 200 characters") }
             case "result_retention_count": resultRetentionCount = try field.integer(0...10_000_000)
             case "folder":
                 guard case let .array(tables) = value else { throw field.invalid("must be [[folder]] tables") }
@@ -110,6 +122,11 @@ package struct DaemonSettings: Equatable {
         if let v = o.socketGroup { socketGroup = v }
         if let v = o.adminGroup { adminGroup = v }
         if let v = o.cacheDirectory { cacheDirectory = v }
+        if let v = o.database { database = v }
+        if let v = o.node {
+            guard !v.isEmpty, v.count <= 200 else { throw Invalid(description: "--node must be a name of 1 to 200 characters") }
+            node = v
+        }
         if let v = try bounded(o.queueLimit, Bounds.queueLimit, "queue-limit") { queueLimit = v }
         if let v = try bounded(o.maximumFrameSize, Bounds.maximumFrameSize, "max-frame-size") { maximumFrameSize = v }
         if let v = try bounded(o.maxAttempts, Bounds.maxAttempts, "max-attempts") { maxAttempts = v }

@@ -131,6 +131,8 @@ package protocol JobStore: AnyObject, Sendable {
     /// Marks the highest-priority, oldest queued job running (attempts + 1) and returns it; nil
     /// when none is queued or the queue is paused.
     func claimNext() throws -> JobRecord?
+    /// Extends this node's claim on a running job; false when it is no longer this node's.
+    func renewLease(_ id: String) throws -> Bool
     /// Records the end (or, with a state that is not final, the return to the queue) of a running job.
     @discardableResult
     func finish(_ id: String, state: JobState, error: RPCErrorObject?, resultPath: String?) throws -> JobRecord
@@ -160,6 +162,10 @@ package protocol JobStore: AnyObject, Sendable {
 }
 
 extension JobStore {
+    /// Extends this node's claim on a running job; false when the job is no longer this node's. A
+    /// store of one machine has no leases.
+    package func renewLease(_ id: String) throws -> Bool { true }
+
     @discardableResult
     func finish(_ id: String, state: JobState, error: RPCErrorObject? = nil, resultPath: String? = nil) throws -> JobRecord {
         try finish(id, state: state, error: error, resultPath: resultPath)

@@ -2,6 +2,7 @@
 /// Checked against the same bounds as the file's keys (DaemonSettings.Bounds).
 package struct SettingsOverrides: Equatable, Sendable {
     package var model, tokenizer, precision, stateDirectory, socket, socketGroup, adminGroup, cacheDirectory, jobVisibility: String?
+    package var database, node: String?
     package var queueLimit, maximumFrameSize, maxAttempts, idleTimeout, maxConnections, maxBufferedBytes, frameTimeout, storeMaxBytes: Int?
     package var noCache = false
 

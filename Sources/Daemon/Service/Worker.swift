@@ -28,6 +28,9 @@ package final class Worker: @unchecked Sendable {
     /// progress at most once a second (sd_notify blocks when the manager's queue is full).
     package var onStatus: (String) -> Void = { _ in }
     private var lastStatus = ("", Date.distantPast)
+    /// Seconds between renewals of the running job's lease (a shared store's; PostgresJobStore's
+    /// lease is 60 s, so two renewals may fail before it expires).
+    static let leaseRenewal = 15.0
 
     private func status(_ text: String, progress: Bool = false) {
         guard text != lastStatus.0, !progress || Date().timeIntervalSince(lastStatus.1) >= 1 else { return }
@@ -111,6 +114,7 @@ package final class Worker: @unchecked Sendable {
 
     private func run(_ job: JobRecord) {
         let cancellation = TransferCancellation()
+        lastRenewal = Date()
         condition.lock(); running = (job.id, cancellation, false); condition.unlock()
         events.publish(job.id, .state(JobConversion.info(job)))
         logger.info("job started", metadata: ["job_id": "\(job.id)", "attempt": "\(job.attempts)"])
@@ -139,6 +143,23 @@ package final class Worker: @unchecked Sendable {
     }
 
     enum Outcome { case success(String), cancelled, failure(WireError) }
+
+    private var lastRenewal = Date()
+
+    /// Between UNet passes: keeps this node's claim alive; a claim another node has taken since
+    /// (this node was frozen or cut off longer than the lease) stops the job here.
+    private func renewLease(_ id: String, cancellation: TransferCancellation) {
+        guard Date().timeIntervalSince(lastRenewal) >= Self.leaseRenewal else { return }
+        lastRenewal = Date()
+        do {
+            if try !store.renewLease(id) {
+                logger.warning("the job's lease was taken by another node; stopping it here", metadata: ["job_id": "\(id)"])
+                cancellation.cancel()
+            }
+        } catch {
+            logger.warning("renewing the job's lease failed; retrying", metadata: ["job_id": "\(id)", "error": "\(error)"])
+        }
+    }
 
     /// Deletes results beyond the retention limits (oldest first), PNG and JSON together.
     private func pruneResults() {
@@ -180,6 +201,7 @@ package final class Worker: @unchecked Sendable {
                 condition.lock(); latestProgress[job.id] = progress; condition.unlock()
                 let eta = progress.etaSeconds.map { String(format: ", ETA %.0f min", $0 / 60) } ?? ""
                 status("job \(job.id): \(p.phase.rawValue) \(p.step)/\(p.total)\(eta)", progress: true)
+                renewLease(job.id, cancellation: cancellation)
                 events.publish(job.id, .progress(ProgressNotification(job: job.id, progress: progress)))
             }, preview: previews.take)
             return .success(try writeResult(job, result: result, options: options, inputs: inputs, files: files))

@@ -119,7 +119,7 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
     private func update(_ r: JobRecord, _ db: PGConnection, node: String? = nil, lease: Double? = nil) throws {
         try db.execute("""
             UPDATE job SET state = $2, priority = $3, attempts = $4, started_at = $5, finished_at = $6, error = $7,
-                result_path = $8, abnormal_stops = $9, node = $10, lease_expires = $11 WHERE id = $1
+                result_path = $8, abnormal_stops = $9, node = COALESCE($10, node), lease_expires = $11 WHERE id = $1
             """, [.text(r.id), .text(r.state), PGValue(r.priority), PGValue(r.attempts), PGValue(r.startedAt?.timeIntervalSince1970),
                   PGValue(r.finishedAt?.timeIntervalSince1970), PGValue(r.error), PGValue(r.resultPath), PGValue(r.abnormalStops),
                   PGValue(node), PGValue(lease)])
@@ -245,6 +245,11 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
     package func finish(_ id: String, state: JobState, error: RPCErrorObject?, resultPath: String?) throws -> JobRecord {
         try write { db in
             guard var record = try job(id, db, forUpdate: true) else { throw StoreError.notFound(id) }
+            // A job whose lease expired while this node was away belongs to whoever claimed it since.
+            let owner = try db.execute("SELECT node FROM job WHERE id = $1", [.text(id)]).string(0, "node")
+            guard record.jobState != .running || owner == node else {
+                throw StoreError.invalidState("job \(id) is now run by node \(owner ?? "?") (this node's lease expired)")
+            }
             record.state = state.rawValue
             record.finishedAt = state.isFinal ? clock() : nil
             record.error = try error.map { String(decoding: try JSONEncoder.sorted.encode($0), as: UTF8.self) }
