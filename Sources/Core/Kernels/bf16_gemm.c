@@ -151,7 +151,7 @@ static int pack_depth_contiguous(const float *source, ptrdiff_t line_stride, con
 
 void xattn_bf16_pack(const float *source, ptrdiff_t line_stride, ptrdiff_t depth_stride,
                      const xattn_bf16_packed *packed, int first_line, int end_line) {
-    const int width = width_of(packed), lines = packed->lines, depth = packed->depth;
+    const int width = width_of(packed), depth = packed->depth;
     const int first_panel = first_line / width, end_panel = panel_count(end_line, width);
     if (depth_stride == 1 && line_stride != 1 &&
         pack_depth_contiguous(source, line_stride, packed, first_panel, end_panel)) return;
@@ -169,25 +169,7 @@ void xattn_bf16_pack(const float *source, ptrdiff_t line_stride, ptrdiff_t depth
                 const int d = block * block_depth(packed) + 2 * p;
                 const float *even = d < depth ? source + d * depth_stride : NULL;
                 const float *odd = d + 1 < depth ? source + (d + 1) * depth_stride : NULL;
-                for (int w = 0; w < width;) {
-                    const int line = panel * width + w;
-#if XATTN_X86
-                    if (vector && even && line + 16 <= lines && w + 16 <= width) {
-                        uint32_t words[16];
-                        pack_pairs16_avx512(even + line, odd ? odd + line : NULL, words);
-                        for (int i = 0; i < 16; i++) out[word_index(packed, pairs, p, w + i)] = words[i];
-                        w += 16;
-                        continue;
-                    }
-#endif
-                    uint32_t word = 0;
-                    if (line < lines && even) {
-                        word = xattn_bf16_from_float(even[line * line_stride]);
-                        if (odd) word |= (uint32_t)xattn_bf16_from_float(odd[line * line_stride]) << 16;
-                    }
-                    out[word_index(packed, pairs, p, w)] = word;
-                    w++;
-                }
+                pack_panel_pair(packed, out, pairs, p, panel, even, odd, line_stride, vector);
             }
         }
     }

@@ -70,4 +70,32 @@ static inline void convert_run_avx512(const float *source, int count, uint32_t *
 #endif
 
 
+/// The words of pair `p` for the lines of one panel (`out`: the panel's first word in its block of
+/// `pairs` pairs): line l's word holds even[l·stride] and odd[l·stride] (odd NULL: zero; even NULL:
+/// a zero word), 16 lines at a time with AVX512-BF16 when `vector` and the lines are contiguous.
+static inline void pack_panel_pair(const xattn_bf16_packed *packed, uint32_t *out, int pairs, int p, int panel,
+                                   const float *even, const float *odd, ptrdiff_t stride, int vector) {
+    const int width = width_of(packed), lines = packed->lines;
+    for (int w = 0; w < width;) {
+        const int line = panel * width + w;
+#if XATTN_X86
+        if (vector && stride == 1 && even && line + 16 <= lines && w + 16 <= width) {
+            uint32_t words[16];
+            pack_pairs16_avx512(even + line, odd ? odd + line : NULL, words);
+            for (int i = 0; i < 16; i++) out[word_index(packed, pairs, p, w + i)] = words[i];
+            w += 16;
+            continue;
+        }
+#endif
+        uint32_t word = 0;
+        if (line < lines && even) {
+            word = xattn_bf16_from_float(even[line * stride]);
+            if (odd) word |= (uint32_t)xattn_bf16_from_float(odd[line * stride]) << 16;
+        }
+        out[word_index(packed, pairs, p, w)] = word;
+        w++;
+    }
+    (void)vector;
+}
+
 #endif

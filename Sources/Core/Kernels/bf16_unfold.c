@@ -45,6 +45,8 @@ void xattn_bf16_pack_unfolded(const xattn_conv_geometry *g, int first_position, 
     float *even_row = scratch, *odd_row = scratch + lines;
 #if XATTN_X86
     const int vector = xattn_cpu_has_avx512_bf16();
+#else
+    const int vector = 0;
 #endif
     for (int block = 0; block < block_count(packed); block++) {
         const int pairs = block_pairs(packed, block);
@@ -54,28 +56,8 @@ void xattn_bf16_pack_unfolded(const xattn_conv_geometry *g, int first_position, 
             const float *even = NULL, *odd = NULL;
             if (d < depth) { unfold_row(g, d, first_position, lines, even_row); even = even_row; }
             if (d + 1 < depth) { unfold_row(g, d + 1, first_position, lines, odd_row); odd = odd_row; }
-            for (int panel = 0; panel < panels; panel++) {
-                uint32_t *out = base + (size_t)panel * width * pairs;
-                for (int w = 0; w < width;) {
-                    const int line = panel * width + w;
-#if XATTN_X86
-                    if (vector && even && line + 16 <= lines && w + 16 <= width) {
-                        uint32_t words[16];
-                        pack_pairs16_avx512(even + line, odd ? odd + line : NULL, words);
-                        for (int i = 0; i < 16; i++) out[word_index(packed, pairs, p, w + i)] = words[i];
-                        w += 16;
-                        continue;
-                    }
-#endif
-                    uint32_t word = 0;
-                    if (line < lines && even) {
-                        word = xattn_bf16_from_float(even[line]);
-                        if (odd) word |= (uint32_t)xattn_bf16_from_float(odd[line]) << 16;
-                    }
-                    out[word_index(packed, pairs, p, w)] = word;
-                    w++;
-                }
-            }
+            for (int panel = 0; panel < panels; panel++)
+                pack_panel_pair(packed, base + (size_t)panel * width * pairs, pairs, p, panel, even, odd, 1, vector);
         }
     }
 }

@@ -26,6 +26,28 @@ package struct JobRecord: Codable, Equatable, Sendable {
 
     var jobState: JobState { JobState(rawValue: state) ?? .failed }
 
+    /// The rule for a job found running after its process died (a crash, a kill, a power loss, or
+    /// on a shared store an expired lease): one more abnormal stop; failed at the second, or once
+    /// started `maxAttempts` times, else back to the queue. Returns whether it failed.
+    mutating func recoverFromAbnormalStop(maxAttempts: Int, at now: Date) throws -> Bool {
+        abnormalStops += 1
+        let reason: String? = abnormalStops >= Self.abnormalStopLimit
+            ? "the service stopped abnormally (a crash, a kill or a power loss) \(abnormalStops) times while running this job; it is not run again automatically (xattnctl retry runs it once more)"
+            : attempts >= maxAttempts ? "interrupted \(attempts) times; not retried" : nil
+        if let reason {
+            state = JobState.failed.rawValue
+            finishedAt = now
+            error = String(decoding: try JSONEncoder.sorted.encode(WireError.internalError(reason).object), as: UTF8.self)
+            return true
+        }
+        state = JobState.queued.rawValue
+        startedAt = nil
+        return false
+    }
+
+    /// Abnormal stops during one job after which it is failed instead of run again.
+    static let abnormalStopLimit = 2
+
     /// Back to the queue to run again (a retry, a hot-folder re-drop): its end and errors forgotten.
     mutating func requeue() {
         (state, error, finishedAt, startedAt, resultPath, abnormalStops) = (JobState.queued.rawValue, nil, nil, nil, nil, 0)

@@ -300,28 +300,12 @@ package final class SQLiteJobStore: JobStore, @unchecked Sendable {
         try pool.write { db in
             var requeued: [String] = [], failed: [String] = []
             for var record in try JobRecord.filter(Column("state") == JobState.running.rawValue).fetchAll(db) {
-                record.abnormalStops += 1
-                let reason: String? = record.abnormalStops >= Self.abnormalStopLimit
-                    ? "the service stopped abnormally (a crash, a kill or a power loss) \(record.abnormalStops) times while running this job; it is not run again automatically (xattnctl retry runs it once more)"
-                    : record.attempts >= maxAttempts ? "interrupted \(record.attempts) times; not retried" : nil
-                if let reason {
-                    record.state = JobState.failed.rawValue
-                    record.finishedAt = clock()
-                    record.error = String(decoding: try JSONEncoder.sorted.encode(WireError.internalError(reason).object), as: UTF8.self)
-                    failed.append(record.id)
-                } else {
-                    record.state = JobState.queued.rawValue
-                    record.startedAt = nil
-                    requeued.append(record.id)
-                }
+                if try record.recoverFromAbnormalStop(maxAttempts: maxAttempts, at: clock()) { failed.append(record.id) } else { requeued.append(record.id) }
                 try record.update(db)
             }
             return (requeued, failed)
         }
     }
-
-    /// Abnormal stops during one job after which it is failed instead of run again.
-    static let abnormalStopLimit = 2
 
     /// Cancels a queued job (a running one is stopped by the worker, which then calls `finish`).
     package func cancelQueued(_ id: String) throws -> JobRecord {

@@ -271,20 +271,7 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
         var requeued: [String] = [], failed: [String] = []
         let running = Self.jobs(try db.execute("SELECT \(Self.jobColumns) FROM job WHERE state = 'running' AND \(condition) FOR UPDATE SKIP LOCKED", parameters))
         for var record in running {
-            record.abnormalStops += 1
-            let reason: String? = record.abnormalStops >= SQLiteJobStore.abnormalStopLimit
-                ? "the service stopped abnormally (a crash, a kill or a power loss) \(record.abnormalStops) times while running this job; it is not run again automatically (xattnctl retry runs it once more)"
-                : record.attempts >= maxAttempts ? "interrupted \(record.attempts) times; not retried" : nil
-            if let reason {
-                record.state = JobState.failed.rawValue
-                record.finishedAt = clock()
-                record.error = String(decoding: try JSONEncoder.sorted.encode(WireError.internalError(reason).object), as: UTF8.self)
-                failed.append(record.id)
-            } else {
-                record.state = JobState.queued.rawValue
-                record.startedAt = nil
-                requeued.append(record.id)
-            }
+            if try record.recoverFromAbnormalStop(maxAttempts: maxAttempts, at: clock()) { failed.append(record.id) } else { requeued.append(record.id) }
             try update(record, db)
         }
         return (requeued, failed)
