@@ -100,6 +100,14 @@ package struct NewJob {
     var parameters: TransferParameters
     var inputs: JobInputs
 
+    /// The queued job this submit becomes, under a new id.
+    func queuedRecord(createdAt: Date) -> JobRecord {
+        JobRecord(id: "j-" + UUID().uuidString.lowercased().prefix(12).replacingOccurrences(of: "-", with: ""),
+                  idempotencyKey: idempotencyKey, owner: Int64(owner), source: source, folder: folder,
+                  state: JobState.queued.rawValue, priority: priority, attempts: 0, parameters: parametersJSON,
+                  inputHash: contentHash, createdAt: createdAt, abnormalStops: 0)
+    }
+
     /// The options as stored (sorted keys: equal options, equal text).
     var parametersJSON: String { String(decoding: (try? JSONEncoder.sorted.encode(parameters)) ?? Data(), as: UTF8.self) }
 

@@ -170,11 +170,7 @@ package final class SQLiteJobStore: JobStore, @unchecked Sendable {
     private func insert(_ new: NewJob, limit: Int, _ db: Database) throws -> JobRecord {
         let queued = try JobRecord.filter(Column("state") == JobState.queued.rawValue).fetchCount(db)
         guard queued < limit else { throw StoreError.queueFull(limit: limit) }
-        let record = JobRecord(
-            id: "j-" + UUID().uuidString.lowercased().prefix(12).replacingOccurrences(of: "-", with: ""),
-            idempotencyKey: new.idempotencyKey, owner: Int64(new.owner), source: new.source, folder: new.folder,
-            state: JobState.queued.rawValue, priority: new.priority, attempts: 0, parameters: new.parametersJSON,
-            inputHash: new.contentHash, createdAt: clock(), abnormalStops: 0)
+        let record = new.queuedRecord(createdAt: clock())
         try record.insert(db)
         try storeImages(new, of: record.id, db)  // a store full of waiting images rolls the insert back
         return record

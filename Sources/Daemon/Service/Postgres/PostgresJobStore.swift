@@ -168,11 +168,7 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
     private func insert(_ new: NewJob, limit: Int, _ db: PGConnection) throws -> JobRecord {
         let queued = try db.execute("SELECT count(*) AS n FROM job WHERE state = 'queued'").int(0, "n") ?? 0
         guard queued < limit else { throw StoreError.queueFull(limit: limit) }
-        let record = JobRecord(
-            id: "j-" + UUID().uuidString.lowercased().prefix(12).replacingOccurrences(of: "-", with: ""),
-            idempotencyKey: new.idempotencyKey, owner: Int64(new.owner), source: new.source, folder: new.folder,
-            state: JobState.queued.rawValue, priority: new.priority, attempts: 0, parameters: new.parametersJSON,
-            inputHash: new.contentHash, createdAt: clock(), abnormalStops: 0)
+        let record = new.queuedRecord(createdAt: clock())
         try db.execute("""
             INSERT INTO job (id, idempotency_key, owner, source, folder, state, priority, attempts, parameters, input_hash, created_at)
             VALUES ($1, $2, $3, $4, $5, 'queued', $6, 0, $7, $8, $9)
