@@ -43,12 +43,7 @@ final class ServiceStart {
         try FileManager.default.createDirectory(atPath: settings.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let store: any JobStore
         if let database = settings.database {
-            let password = try settings.databasePasswordFile.map { file -> String in
-                do { return try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) } catch {
-                    throw UsageError("database_password_file \(file): \(error.localizedDescription)")
-                }
-            }
-            store = try PostgresJobStore(url: database, password: password, node: settings.node)
+            store = try PostgresJobStore(url: database, password: try databasePassword(), node: settings.node)
             logger.info("job store: PostgreSQL", metadata: ["node": "\(settings.node)"])
         } else {
             store = try SQLiteJobStore(path: settings.stateDirectory + "/jobs.sqlite")
@@ -59,6 +54,15 @@ final class ServiceStart {
             logger.notice("interrupted jobs", metadata: ["requeued": "\(recovered.requeued)", "failed": "\(recovered.failed)"])
         }
         return store
+    }
+
+    /// The shared database's password, from `database_password_file` (nil without one).
+    func databasePassword() throws -> String? {
+        try settings.databasePasswordFile.map { file -> String in
+            do { return try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) } catch {
+                throw UsageError("database_password_file \(file): \(error.localizedDescription)")
+            }
+        }
     }
 
     /// Step 2.
@@ -138,6 +142,10 @@ final class ServiceStart {
         }
         worker.onStatus = { Systemd.notify("STATUS=\($0)") }
         worker.start()
+        if let database = settings.database {
+            // Idle nodes start a job submitted anywhere at once (README, "Several machines").
+            QueueListener(url: database, password: try databasePassword(), onNotify: { worker.wake() }).start()
+        }
         hotFolders.start()
         let model = ModelStatus(state: "ready", path: settings.model ?? "", identity: engine.model.identity, loadSeconds: loadSeconds, error: nil,
                                 precision: engine.model.precision.rawValue)

@@ -73,6 +73,22 @@ import Wire
         #expect(try stores[1].get(second.id)?.jobState == .running)
     }
 
+    /// A submit on one node reaches another node's listener at once (LISTEN/NOTIFY), and only at
+    /// commit: a refused submit (queue full) notifies nobody.
+    @Test func aSubmitWakesListeners() throws {
+        let url = try TestPostgres.shared.get().database()
+        let store = try PostgresJobStore(url: url, node: "a")
+        let woken = DispatchSemaphore(value: 0)
+        let listener = QueueListener(url: url, password: nil) { woken.signal() }
+        listener.start()
+        defer { listener.stop() }
+        #expect(woken.wait(timeout: .now() + 10) == .success, "the first wake, at connection")
+        _ = try store.submit(Fixtures.job(), limit: 10)
+        #expect(woken.wait(timeout: .now() + 5) == .success, "woken by the submit")
+        #expect(throws: StoreError.queueFull(limit: 1)) { try store.submit(Fixtures.job(seed: 9), limit: 1) }
+        #expect(woken.wait(timeout: .now() + 1.5) == .timedOut, "a rolled-back submit wakes nobody")
+    }
+
     /// The schema is versioned: a database written by a newer xattnd is refused, with the reason.
     @Test func refusesANewerSchema() throws {
         let url = try TestPostgres.shared.get().database()
