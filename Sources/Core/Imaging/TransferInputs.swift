@@ -21,13 +21,14 @@ public struct TransferInputs {
         let gS = try geometry(structure), gA = try geometry(appearance)
         func mask(_ image: RGBImage?, _ g: ImageGeometry, role: String) throws -> Tensor? {
             guard let image else { return nil }
-            guard options.maskedAdaIN else {
-                throw TransferError.invalidOption(option: "\(role)-mask", reason: "a mask is used by masked AdaIN, which these options turn off")
-            }
             let latent = model.latentShape(height: g.height, width: g.width)
             return try ObjectMask.prepare(image, image: g, latentHeight: latent[1], latentWidth: latent[2], role: role)
         }
         let masks = ObjectMasks(structure: try mask(structureMask, gS, role: "structure"), appearance: try mask(appearanceMask, gA, role: "appearance"))
+        // The pipeline's own rules for given masks (masked AdaIN on, the latent's shape), checked here
+        // too so that a submit is refused at once.
+        try masks.validate(structureLatent: model.latentShape(height: gS.height, width: gS.width),
+                           appearanceLatent: model.latentShape(height: gA.height, width: gA.width), options: options)
         return TransferInputs(structure: images ? ImagePreprocessing.modelInput(structure, geometry: gS) : nil,
                               appearance: images ? ImagePreprocessing.modelInput(appearance, geometry: gA) : nil,
                               masks: masks, structureGeometry: gS, appearanceGeometry: gA)

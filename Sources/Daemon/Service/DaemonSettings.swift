@@ -37,8 +37,13 @@ package struct DaemonSettings: Equatable {
     package var database: String?
     /// A file holding the database's password (read at start; never logged nor shown).
     package var databasePasswordFile: String?
-    /// This node's name in a shared database.
-    package var node = ProcessInfo.processInfo.hostName
+    /// This node's name in a shared database: the one configured, else the host name (looked up
+    /// only when asked: Foundation's host name may wait on a DNS lookup, and settings are made often).
+    package var node: String {
+        get { configuredNode ?? ProcessInfo.processInfo.hostName }
+        set { configuredNode = newValue }
+    }
+    private var configuredNode: String?
     /// Hot folders (`[[folder]]` tables).
     package var folders: [HotFolderSettings] = []
 
@@ -47,7 +52,7 @@ package struct DaemonSettings: Equatable {
         ("model", { $0.model }), ("tokenizer", { $0.tokenizer }), ("precision", { $0.precision.rawValue }), ("state_dir", { $0.stateDirectory }),
         ("socket", { $0.socket }), ("socket_group", { $0.socketGroup }), ("cache", { "\($0.cache)" }), ("cache_dir", { $0.cacheDirectory }),
         ("max_pixels", { "\($0.maxPixels)" }), ("database", { $0.database }), ("database_password_file", { $0.databasePasswordFile }),
-        ("node", { $0.node }), ("folder", { "\($0.folders)" }),
+        ("node", { $0.configuredNode }), ("folder", { "\($0.folders)" }),
     ]
 
     package struct Invalid: Error, CustomStringConvertible { package let description: String }
