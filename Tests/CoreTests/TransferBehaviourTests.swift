@@ -98,6 +98,32 @@ import Core
         #expect(cache.load("second", xSkipShape: [4, 8, 8], zsShape: [3, 4, 8, 8])?.zs.scalars == entry.zs.scalars)
     }
 
+    /// A shared tier (several machines' cache): an entry one machine stores is found by another
+    /// machine with an empty directory, as a file of its own from then on; a failing tier leaves
+    /// the cache working as this machine's alone.
+    @Test func sharedTierCarriesEntriesBetweenMachines() throws {
+        final class Tier: SharedInversionTier, @unchecked Sendable {
+            let lock = NSLock()
+            var entries: [String: Data] = [:]
+            var failing = false
+            struct Down: Error {}
+            func fetch(_ key: String) throws -> Data? { lock.lock(); defer { lock.unlock() }; if failing { throw Down() }; return entries[key] }
+            func put(_ key: String, _ data: Data) throws { lock.lock(); defer { lock.unlock() }; if failing { throw Down() }; entries[key] = data }
+        }
+        let tier = Tier()
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("xattn-tier-\(UUID().uuidString)").path
+        let (one, two) = (try InversionCache(directory: base + "/one", shared: tier), try InversionCache(directory: base + "/two", shared: tier))
+        let entry = InversionResult(xSkip: Tensor(shape: [4, 8, 8], repeating: 1), zs: Tensor(shape: [3, 4, 8, 8], repeating: 2))
+        try one.store("k", entry)
+        #expect(tier.entries["k"] == FileManager.default.contents(atPath: base + "/one/k.safetensors"))
+        #expect(two.load("k", xSkipShape: [4, 8, 8], zsShape: [3, 4, 8, 8])?.zs.scalars == entry.zs.scalars)
+        #expect(FileManager.default.fileExists(atPath: base + "/two/k.safetensors"))
+        tier.failing = true
+        try one.store("other", entry)
+        #expect(one.load("other", xSkipShape: [4, 8, 8], zsShape: [3, 4, 8, 8]) != nil)
+        #expect(two.load("missing", xSkipShape: [4, 8, 8], zsShape: [3, 4, 8, 8]) == nil)
+    }
+
     /// An entry whose tensors do not have the shapes the job needs (another schedule under the same
     /// name, a damaged or foreign file) is deleted and missed, so the inversion is computed again;
     /// before, its tensors went into generation and indexing past them trapped.

@@ -12,11 +12,16 @@ import Glibc
 public final class InversionCache: @unchecked Sendable {
     public let directory: String
     public let maximumBytes: Int
+    /// Entries other machines computed (a shared job store): looked up when this machine has none,
+    /// and given every entry this machine computes. Best effort: when it fails, the cache behaves
+    /// as this machine's alone.
+    public let shared: (any SharedInversionTier)?
     private let lock = NSLock()
 
-    public init(directory: String, maximumBytes: Int = 2 << 30) throws {
+    public init(directory: String, maximumBytes: Int = 2 << 30, shared: (any SharedInversionTier)? = nil) throws {
         self.directory = directory
         self.maximumBytes = maximumBytes
+        self.shared = shared
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
 
@@ -36,7 +41,10 @@ public final class InversionCache: @unchecked Sendable {
     public func load(_ key: String, xSkipShape: [Int], zsShape: [Int]) -> InversionResult? {
         lock.lock(); defer { lock.unlock() }
         let file = path(key)
-        guard FileManager.default.fileExists(atPath: file) else { return nil }
+        if !FileManager.default.fileExists(atPath: file) {
+            // Another machine's entry becomes this machine's file, then is read like one.
+            guard let data = try? shared?.fetch(key), (try? data.write(to: URL(fileURLWithPath: file), options: .atomic)) != nil else { return nil }
+        }
         guard let stored = try? SafetensorsFile(path: file),
               let xSkip = try? stored.tensor("x_skip"), let zs = try? stored.tensor("zs"),
               xSkip.shape == xSkipShape, zs.shape == zsShape else {
@@ -52,6 +60,7 @@ public final class InversionCache: @unchecked Sendable {
     public func store(_ key: String, _ result: InversionResult) throws {
         lock.lock(); defer { lock.unlock() }
         try SafetensorsWriter.write([("x_skip", result.xSkip), ("zs", result.zs)], to: path(key))
+        if let shared, let data = FileManager.default.contents(atPath: path(key)) { try? shared.put(key, data) }
         evict()
     }
 
@@ -71,4 +80,11 @@ public final class InversionCache: @unchecked Sendable {
             total -= entry.size
         }
     }
+}
+
+/// A tier of inversions shared by several machines, holding the same bytes as the cache's files
+/// (a safetensors file per key).
+public protocol SharedInversionTier: AnyObject, Sendable {
+    func fetch(_ key: String) throws -> Data?
+    func put(_ key: String, _ data: Data) throws
 }
