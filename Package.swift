@@ -127,14 +127,16 @@ let package = Package(
         ),
         .testTarget(name: "WireTests", dependencies: ["Wire"], path: "Tests/WireTests"),
         // The service's logic in-process: store, RPC methods, events, drop tracking (milliseconds each).
+        // A throwaway PostgreSQL server for the tests of the shared store (Debian's postgresql).
+        .target(name: "TestSupport", dependencies: ["Service"], path: "Tests/Support"),
         .testTarget(
             name: "ServiceTests",
-            dependencies: ["Service", "Wire", "Core",
+            dependencies: ["Service", "Wire", "Core", "TestSupport",
                            .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")],
             path: "Tests/ServiceTests"
         ),
         // Runs the real xattnd and xattnctl binaries (the dependency makes SwiftPM build them):
         // what only processes show (sockets, signals, inotify, systemd, the command lines).
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Client", "Wire", "Core"], path: "Tests/DaemonTests"),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Client", "Wire", "Core", "TestSupport"], path: "Tests/DaemonTests"),
     ]
 )

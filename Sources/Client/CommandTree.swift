@@ -12,7 +12,7 @@ struct Xattnctl: ParsableCommand {
         discussion: """
             The socket is --socket, else $XATTN_SOCKET, else /run/xattnd.sock.
             Exit codes: 0 done, 1 failed, 2 usage (or an option the daemon refuses), 3 daemon not reachable, \
-            4 queue full, 5 job failed or cancelled.
+            4 try later (queue full, or the shared job database unreachable), 5 job failed or cancelled.
             """,
         version: "xattnctl (protocol \(WireProtocol.version))",
         subcommands: [Submit.self, Status.self, List.self, Watch.self, Cancel.self, Retry.self, Result.self,

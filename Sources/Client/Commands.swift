@@ -32,7 +32,11 @@ struct Commands {
             return try show(try connection.call(.status), as: DaemonStatus.self) { s in
                 "\(s.server) \(s.state)\(s.paused ? " (paused)" : ""): \(s.queued)/\(s.queueLimit) queued, running \(s.running ?? "nothing"); model \(s.model.state) (\(s.model.path))"
                     + "\nstore: images \(Self.megabytes(s.store.imageBytes)) of \(Self.megabytes(s.store.imageLimit)), database \(Self.megabytes(s.store.databaseBytes)), results \(Self.megabytes(s.store.resultBytes))"
+                    + (s.store.available == false ? "\nstore UNAVAILABLE: \(s.store.error ?? "")" : "")
                     + (s.folders ?? []).map { f in "\nfolder \(f.name) (\(f.path)): \(f.mode), \(f.waiting) waiting, \(f.processing) processing" }.joined()
+                    + (s.nodes ?? []).map { n in
+                        "\nnode \(n.name)\(n.name == s.node ? " (this one)" : ""): \(n.state), running \(n.running ?? "nothing"), last seen \(n.lastSeen)"
+                    }.joined()
             }
         case let .list(limit):
             return try show(try connection.call(.list, try JSONValue(encoding: ListParams(limit: limit))), as: ListResult.self) { r in

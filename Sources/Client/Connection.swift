@@ -75,7 +75,8 @@ final class Connection {
 
     static func failure(_ error: RPCErrorObject) -> ClientError {
         // An option the daemon refuses (checked against its model) is the command line's fault: exit 2.
-        let kind: ClientError.Kind = error.reason == "queue_full" ? .queueFull : error.reason == "invalid_options" ? .usage : .failure
+        let later = ["queue_full", "store_unavailable"].contains(error.reason ?? "")
+        let kind: ClientError.Kind = later ? .queueFull : error.reason == "invalid_options" ? .usage : .failure
         return ClientError(kind: kind, description: "\(error.message) (\(error.reason ?? "error"))")
     }
 

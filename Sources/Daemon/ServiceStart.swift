@@ -43,7 +43,7 @@ final class ServiceStart {
         try FileManager.default.createDirectory(atPath: settings.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let store: any JobStore
         if let database = settings.database {
-            store = try PostgresJobStore(url: database, password: try databasePassword(), node: settings.node)
+            store = try PostgresJobStore(url: database, password: try databasePassword(), node: settings.node, leaseSeconds: Double(settings.leaseSeconds))
             logger.info("job store: PostgreSQL", metadata: ["node": "\(settings.node)"])
         } else {
             store = try SQLiteJobStore(path: settings.stateDirectory + "/jobs.sqlite")
@@ -70,6 +70,17 @@ final class ServiceStart {
         let service = RPCService(store: store, events: events, limits: settings.serviceLimits, resultsDirectory: settings.resultsDirectory,
                                  loading: ModelStatus(state: "loading", path: settings.model ?? "", identity: nil, loadSeconds: nil, error: nil))
         let ownUID = getuid()
+        if let shared = store as? PostgresJobStore, let database = settings.database {
+            // From now on this node's events reach the others and theirs reach its clients; its row
+            // in `node` says "starting" until the model is loaded.
+            let cluster = ClusterEvents(store: shared, events: events, url: database, password: try databasePassword(), logger: logger)
+            cluster.reportState { [weak service] in
+                guard let service else { return ("stopped", nil) }
+                return (service.isStopping ? "stopping" : (service.backend == nil ? "starting" : "ready"), service.backend?.worker.runningJob)
+            }
+            cluster.start()
+            service.cluster = cluster
+        }
         let server = RPCServer(service: service, events: events, logger: logger, limits: settings.connectionLimits) { [adminGroup] uid, gid in
             uid == 0 || uid == ownUID || (adminGroup.value.map { Self.isMember(uid: uid, gid: gid, of: $0) } ?? false)
         }
@@ -117,14 +128,18 @@ final class ServiceStart {
     /// Step 4. Last comes "ready": the worker runs and the hot folders have been set up and scanned.
     func startWork(store: any JobStore, events: EventHub, service: RPCService, server: RPCServer,
                    engine: JobAdmission.Engine, loadSeconds: Double) throws -> (Worker, HotFolders) {
+        let shared = store as? PostgresJobStore
+        shared?.modelIdentity = engine.model.identity
+        shared?.inversionLimit = settings.cacheSizeMB << 20
         let cache = settings.cache
             ? try InversionCache(directory: settings.cacheDirectory ?? Self.systemdCacheDirectory ?? settings.stateDirectory + "/inversions",
-                                 maximumBytes: settings.cacheSizeMB << 20)
+                                 maximumBytes: settings.cacheSizeMB << 20, shared: shared)
             : nil
         let worker = Worker(store: store, events: events, model: engine.model, schedule: engine.schedule,
                             resultsDirectory: settings.resultsDirectory, cache: cache, logger: logger)
         worker.retention = (settings.resultRetentionDays, settings.resultRetentionCount)
         worker.maxPixels = settings.maxPixels
+        worker.leaseRenewal = Double(settings.leaseSeconds) / 4
         let hotFolders = HotFolders(settings: settings.folders, store: store, engine: engine, events: events, logger: logger,
                                     queueLimit: { service.limits.queueLimit }, wake: { worker.wake() })
         let reloader = Reloader(settings: settings, file: file, overrides: overrides) { [adminGroup] fresh in
@@ -142,15 +157,18 @@ final class ServiceStart {
         }
         worker.onStatus = { Systemd.notify("STATUS=\($0)") }
         worker.start()
-        if let database = settings.database {
-            // Idle nodes start a job submitted anywhere at once (README, "Several machines").
-            QueueListener(url: database, password: try databasePassword(), onNotify: { worker.wake() }).start()
+        if let cluster = service.cluster {
+            // Idle nodes start a job submitted anywhere at once, and a cancel asked on any node
+            // stops the job here (README, "Several machines").
+            cluster.onQueueChange { worker.wake() }
+            cluster.onCancel { _ = worker.cancel($0) }
         }
         hotFolders.start()
         let model = ModelStatus(state: "ready", path: settings.model ?? "", identity: engine.model.identity, loadSeconds: loadSeconds, error: nil,
                                 precision: engine.model.precision.rawValue)
         service.attach(ServiceBackend(worker: worker, model: model, reload: reload,
                                       folders: settings.folders.isEmpty ? nil : { hotFolders.status() }))
+        service.cluster?.beatSoon()
         return (worker, hotFolders)
     }
 
@@ -164,6 +182,7 @@ final class ServiceStart {
             service.beginShutdown()
             hotFolders.stop()
             worker.shutdown()
+            service.cluster?.stop()
             server.stop()
             done.signal()
         }

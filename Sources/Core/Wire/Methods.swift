@@ -356,9 +356,15 @@ public struct DaemonStatus: Codable, Equatable, Sendable {
     /// The configured hot folders (null on daemons that have none).
     public var folders: [FolderStatus]?
     public var store: StoreStatus
+    /// On a shared store (README, "Several machines"): this daemon's node name and every node that
+    /// has used the database, this one included; null on one machine.
+    public var node: String?
+    public var nodes: [NodeStatus]?
 
     public init(server: String, protocolVersion: Int, state: String, paused: Bool, queued: Int, queueLimit: Int, running: String? = nil,
-                model: ModelStatus, folders: [FolderStatus]? = nil, store: StoreStatus) {
+                model: ModelStatus, folders: [FolderStatus]? = nil, store: StoreStatus, node: String? = nil, nodes: [NodeStatus]? = nil) {
+        self.node = node
+        self.nodes = nodes
         self.server = server
         self.protocolVersion = protocolVersion
         self.state = state
@@ -376,7 +382,30 @@ public struct DaemonStatus: Codable, Equatable, Sendable {
         try c.encode(server, forKey: .server); try c.encode(protocolVersion, forKey: .protocolVersion); try c.encode(state, forKey: .state)
         try c.encode(paused, forKey: .paused); try c.encode(queued, forKey: .queued); try c.encode(queueLimit, forKey: .queueLimit)
         try c.encode(running, forKey: .running); try c.encode(model, forKey: .model); try c.encode(folders, forKey: .folders)
-        try c.encode(store, forKey: .store)
+        try c.encode(store, forKey: .store); try c.encode(node, forKey: .node); try c.encode(nodes, forKey: .nodes)
+    }
+}
+
+/// One xattnd of a shared store, as it last reported itself (every 10 s while it runs).
+public struct NodeStatus: Codable, Equatable, Sendable {
+    public var name: String
+    /// The identity of the model it has loaded (null while it loads).
+    public var model: String?
+    /// "starting", "ready", "stopped", or "offline" when it has not reported for 45 s (killed, cut off).
+    public var state: String
+    /// The job it runs.
+    public var running: String?
+    /// RFC 3339.
+    public var lastSeen: String
+
+    public init(name: String, model: String?, state: String, running: String?, lastSeen: String) {
+        (self.name, self.model, self.state, self.running, self.lastSeen) = (name, model, state, running, lastSeen)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name); try c.encode(model, forKey: .model); try c.encode(state, forKey: .state)
+        try c.encode(running, forKey: .running); try c.encode(lastSeen, forKey: .lastSeen)
     }
 }
 
@@ -390,9 +419,23 @@ public struct StoreStatus: Codable, Equatable, Sendable {
     public var imageBytes: Int
     /// The bound on `imageBytes` (`store_max_bytes`): beyond it, submits are refused with queue_full.
     public var imageLimit: Int
+    /// "sqlite" (one machine) or "postgresql" (shared); absent from daemons before shared stores.
+    public var kind: String?
+    /// Whether the store answered this status; when false (the database is down or restarting) the
+    /// byte counts are 0, `queued` is the last known count, and `error` says why.
+    public var available: Bool?
+    public var error: String?
 
-    public init(databaseBytes: Int, resultBytes: Int, imageBytes: Int, imageLimit: Int) {
+    public init(databaseBytes: Int, resultBytes: Int, imageBytes: Int, imageLimit: Int, kind: String? = nil, available: Bool? = nil, error: String? = nil) {
         (self.databaseBytes, self.resultBytes, self.imageBytes, self.imageLimit) = (databaseBytes, resultBytes, imageBytes, imageLimit)
+        (self.kind, self.available, self.error) = (kind, available, error)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(databaseBytes, forKey: .databaseBytes); try c.encode(resultBytes, forKey: .resultBytes)
+        try c.encode(imageBytes, forKey: .imageBytes); try c.encode(imageLimit, forKey: .imageLimit)
+        try c.encode(kind, forKey: .kind); try c.encode(available, forKey: .available); try c.encode(error, forKey: .error)
     }
 }
 

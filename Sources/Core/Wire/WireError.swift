@@ -22,6 +22,9 @@ public enum WireError: Error, Equatable, Sendable {
     /// Connections or bytes held in unfinished frames at the daemon's limit, or a frame that did not
     /// complete in time: this connection is closed, the others are served.
     case overloaded(String)
+    /// The job store (a shared PostgreSQL database) cannot be reached now; nothing was changed. The
+    /// daemon retries with backoff; clients retry later.
+    case storeUnavailable(String)
 
     public var code: Int {
         switch self {
@@ -41,6 +44,7 @@ public enum WireError: Error, Equatable, Sendable {
         case .invalidOptions: return -32009
         case .invalidState: return -32010
         case .overloaded: return -32011
+        case .storeUnavailable: return -32012
         }
     }
 
@@ -63,6 +67,7 @@ public enum WireError: Error, Equatable, Sendable {
         case .invalidOptions: return "invalid_options"
         case .invalidState: return "invalid_state"
         case .overloaded: return "overloaded"
+        case .storeUnavailable: return "store_unavailable"
         }
     }
 
@@ -70,7 +75,7 @@ public enum WireError: Error, Equatable, Sendable {
         switch self {
         case let .parseError(detail), let .invalidRequest(detail), let .invalidParams(detail), let .internalError(detail),
              let .invalidImage(detail), let .permissionDenied(detail), let .modelNotReady(detail), let .invalidOptions(detail),
-             let .invalidState(detail), let .overloaded(detail):
+             let .invalidState(detail), let .overloaded(detail), let .storeUnavailable(detail):
             return detail
         case let .methodNotFound(method): return "unknown method '\(method)'"
         case let .queueFull(limit): return "the queue is full (\(limit) jobs)"

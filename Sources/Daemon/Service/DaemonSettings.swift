@@ -44,6 +44,9 @@ package struct DaemonSettings: Equatable {
         set { configuredNode = newValue }
     }
     private var configuredNode: String?
+    /// Seconds a node's claim on a running job lasts without renewal (renewed every quarter of it):
+    /// after a node is killed or cut off, its job runs elsewhere this long after its last renewal.
+    package var leaseSeconds = 60
     /// Hot folders (`[[folder]]` tables).
     package var folders: [HotFolderSettings] = []
 
@@ -52,7 +55,7 @@ package struct DaemonSettings: Equatable {
         ("model", { $0.model }), ("tokenizer", { $0.tokenizer }), ("precision", { $0.precision.rawValue }), ("state_dir", { $0.stateDirectory }),
         ("socket", { $0.socket }), ("socket_group", { $0.socketGroup }), ("cache", { "\($0.cache)" }), ("cache_dir", { $0.cacheDirectory }),
         ("max_pixels", { "\($0.maxPixels)" }), ("database", { $0.database }), ("database_password_file", { $0.databasePasswordFile }),
-        ("node", { $0.configuredNode }), ("folder", { "\($0.folders)" }),
+        ("node", { $0.configuredNode }), ("lease_seconds", { "\($0.leaseSeconds)" }), ("folder", { "\($0.folders)" }),
     ]
 
     package struct Invalid: Error, CustomStringConvertible { package let description: String }
@@ -96,6 +99,7 @@ package struct DaemonSettings: Equatable {
             case "max_pixels": maxPixels = try field.integer(4096...(1 << 26))
             case "database": database = try field.string()
             case "database_password_file": databasePasswordFile = try field.string()
+            case "lease_seconds": leaseSeconds = try field.integer(4...3600)
             case "node":
                 node = try field.string()
                 guard !node.isEmpty, node.count <= 200 else { throw field.invalid("must be a name of 1 to 200 characters") }

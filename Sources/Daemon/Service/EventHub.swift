@@ -2,9 +2,11 @@ import Foundation
 import Wire
 
 /// Job events fanned out to the connections watching them. Thread-safe: the worker publishes from
-/// its thread, connections subscribe and unsubscribe from the event loop.
+/// its thread, connections subscribe and unsubscribe from the event loop. On a shared store, the
+/// events published here also go to the other nodes (`relay`), and theirs come back through
+/// `publish(_:_:relayed: true)`.
 package final class EventHub: @unchecked Sendable {
-    enum Event {
+    package enum Event {
         case progress(ProgressNotification)
         case state(JobInfo)
         case preview(JobPreview)
@@ -14,6 +16,7 @@ package final class EventHub: @unchecked Sendable {
     private var watchers: [String: [UUID: (Event) -> Void]] = [:]
     private var stateObservers: [(JobInfo) -> Void] = []
     private var previewObservers: [(JobPreview) -> Void] = []
+    private var relayHandler: ((String, Event) -> Void)?
 
     package init() {}
 
@@ -36,13 +39,18 @@ package final class EventHub: @unchecked Sendable {
         lock.lock(); watchers[job]?[token] = nil; lock.unlock()
     }
 
-    func publish(_ job: String, _ event: Event) {
+    /// Receives every event published on this node (not those relayed from others).
+    package func relay(_ handler: @escaping (String, Event) -> Void) { lock.lock(); relayHandler = handler; lock.unlock() }
+
+    package func publish(_ job: String, _ event: Event, relayed: Bool = false) {
         lock.lock()
+        let relay = relayed ? nil : relayHandler
         let handlers = Array((watchers[job] ?? [:]).values)
         let observers = stateObservers, previewers = previewObservers
         lock.unlock()
         for handler in handlers { handler(event) }
         if case let .state(info) = event { for observer in observers { observer(info) } }
         if case let .preview(preview) = event { for observer in previewers { observer(preview) } }
+        relay?(job, event)
     }
 }

@@ -101,7 +101,7 @@ package final class HotFolder {
         var new = NewJob(owner: inputs.owner, source: "hot-folder", folder: settings.name, priority: settings.priority,
                          idempotencyKey: nil, parameters: inputs.parameters, inputs: inputs.files)
         // The same pair with the same options dropped again in this folder is the same job.
-        new.idempotencyKey = "folder:\(settings.name):" + new.contentHash
+        new.idempotencyKey = "folder:\(store.scoped(settings.name)):" + new.contentHash
         let item = FolderItem(folder: settings.name, name: stem, files: Self.json(files), jobId: "")
         do {
             // An earlier job whose result was pruned is computed again rather than delivering nothing.
@@ -211,13 +211,9 @@ package final class HotFolder {
     }
 
     private func writeResult(_ item: FolderItem, _ job: JobRecord) throws {
-        guard let path = job.resultPath else { throw FolderFiles.Failure(description: "the job has no result") }
-        let png = try FolderFiles.read(path, limit: 1 << 30)
-        let sidecarPath = (path as NSString).deletingPathExtension + ".json"
+        guard let (png, stored) = try store.resultFiles(of: job) else { throw FolderFiles.Failure(description: "the job's result is no longer kept") }
         var sidecar: [String: JSONValue] = [:]
-        if let data = FileManager.default.contents(atPath: sidecarPath), case let .object(fields)? = try? JSONDecoder().decode(JSONValue.self, from: data) {
-            sidecar = fields
-        }
+        if let data = stored, case let .object(fields)? = try? JSONDecoder().decode(JSONValue.self, from: data) { sidecar = fields }
         sidecar["folder"] = .string(settings.name)
         sidecar["name"] = .string(item.name)
         sidecar["inputs"] = .array(item.fileNames.map { .string($0) })

@@ -23,6 +23,14 @@ package struct JobRecord: Codable, Equatable, Sendable {
     var resultPath: String?
     /// Times the process died abnormally (crash, SIGKILL, power loss) while this job ran.
     var abnormalStops = 0
+    /// On a shared store, the node the job was submitted on: its owner is (node, uid), so uid 1000
+    /// of one machine is not uid 1000 of another. nil on one machine.
+    var ownerNode: String?
+
+    /// Whether `uid` on node `node` (nil: this machine's store is not shared) owns the job.
+    func isOwned(by uid: UInt32, on node: String?) -> Bool {
+        UInt32(clamping: owner) == uid && (ownerNode == nil || ownerNode == node)
+    }
 
     var jobState: JobState { JobState(rawValue: state) ?? .failed }
 
@@ -156,12 +164,17 @@ package protocol JobStore: AnyObject, Sendable {
     /// images of waiting jobs leave no room.
     func submit(_ new: NewJob, limit: Int) throws -> (JobRecord, existing: Bool)
     /// A hot-folder drop: its job (an earlier one with the same content, requeued if it had failed
-    /// or been cancelled or `rerun` says so, or a new one) and its item, in one transaction.
+    /// or been cancelled or `rerun` says so, or a new one) and its item, in one transaction. A store
+    /// that keeps results itself (PostgresJobStore) reruns a succeeded job when it no longer keeps
+    /// its result, instead of asking `rerun` (which looks for this machine's result file).
     func submit(_ new: NewJob, limit: Int, item: FolderItem, rerun: (JobRecord) -> Bool) throws -> (JobRecord, existing: Bool, requeued: Bool)
     /// Marks the highest-priority, oldest queued job running (attempts + 1) and returns it; nil
     /// when none is queued or the queue is paused.
     func claimNext() throws -> JobRecord?
-    /// Extends this node's claim on a running job; false when it is no longer this node's.
+    /// This process's node name on a shared store; nil on one machine.
+    var nodeName: String? { get }
+    /// Extends this node's claim on a running job; false when this node should stop running it (its
+    /// lease was taken by another node, or the job was cancelled from another node).
     func renewLease(_ id: String) throws -> Bool
     /// Records the end (or, with a state that is not final, the return to the queue) of a running job.
     @discardableResult
@@ -192,6 +205,13 @@ package protocol JobStore: AnyObject, Sendable {
 }
 
 extension JobStore {
+    /// This process's node name on a shared store; nil on one machine.
+    package var nodeName: String? { nil }
+
+    /// `text` (a uid, a folder's name) made unique across the nodes of a shared store: owners and
+    /// idempotency keys are per node (README, "Several machines").
+    func scoped(_ text: String) -> String { nodeName.map { "\($0)/\(text)" } ?? text }
+
     /// Extends this node's claim on a running job; false when the job is no longer this node's. A
     /// store of one machine has no leases.
     package func renewLease(_ id: String) throws -> Bool { true }
@@ -203,6 +223,15 @@ extension JobStore {
 
     func list(states: [JobState]?, limit: Int) throws -> (jobs: [JobRecord], others: Int) {
         try list(states: states, limit: limit, owner: nil)
+    }
+
+    /// A succeeded job's image and sidecar: from a shared store (it ran on any node), else from
+    /// this machine's results directory; nil when it has none (or retention removed it).
+    func resultFiles(of record: JobRecord) throws -> (png: Data, sidecar: Data?)? {
+        guard record.jobState == .succeeded else { return nil }
+        if let shared = self as? PostgresJobStore { return try shared.keptResult(of: record.id).map { ($0.png, $0.sidecar) } }
+        guard let path = record.resultPath, let png = FileManager.default.contents(atPath: path) else { return nil }
+        return (png, FileManager.default.contents(atPath: (path as NSString).deletingPathExtension + ".json"))
     }
 }
 

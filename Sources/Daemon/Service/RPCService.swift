@@ -51,7 +51,7 @@ package struct ServiceLimits {
 /// What exists once the model is loaded. Until then the service answers from the store alone:
 /// jobs can be submitted, listed, watched and cancelled while they wait for the model.
 package struct ServiceBackend {
-    var worker: Worker
+    package var worker: Worker
     var model: ModelStatus
     /// Re-reads and applies the configuration; throws its error (the old one then stays).
     package var reload: () throws -> Void
@@ -81,6 +81,13 @@ package final class RPCService: @unchecked Sendable {
         self.resultsDirectory = resultsDirectory
     }
 
+    /// On a shared store: the other nodes' events (progress of the jobs they run).
+    package var cluster: ClusterEvents? {
+        get { lock.lock(); defer { lock.unlock() }; return clusterEvents }
+        set { lock.lock(); clusterEvents = newValue; lock.unlock() }
+    }
+    private var clusterEvents: ClusterEvents?
+
     /// The model is loaded: the worker runs jobs from now on.
     package func attach(_ backend: ServiceBackend) { lock.lock(); currentBackend = backend; lock.unlock() }
 
@@ -96,7 +103,7 @@ package final class RPCService: @unchecked Sendable {
 
     /// New work is refused from now on.
     package func beginShutdown() { lock.lock(); stopping = true; lock.unlock() }
-    var isStopping: Bool { lock.lock(); defer { lock.unlock() }; return stopping }
+    package var isStopping: Bool { lock.lock(); defer { lock.unlock() }; return stopping }
 
     /// The reply to one message (nil for anything that is not a request).
     package func handle(_ message: RPCMessage, caller: Caller, session: Session) -> RPCMessage? {
@@ -139,11 +146,7 @@ package final class RPCService: @unchecked Sendable {
             return try JSONValue(encoding: HelloResult(protocolVersion: WireProtocol.version, server: Self.serverName,
                                                       capabilities: ["watch", "priority", "idempotency", "previews", "masks", "sizes"], maxFrameSize: limits.maximumFrameSize))
         case .status:
-            return try JSONValue(encoding: DaemonStatus(server: Self.serverName, protocolVersion: WireProtocol.version,
-                                                        state: isStopping ? "stopping" : (backend == nil ? "starting" : "ready"),
-                                                        paused: store.isPaused, queued: try store.queuedCount(), queueLimit: limits.queueLimit,
-                                                        running: worker?.runningJob, model: model, folders: backend?.folders?(),
-                                                        store: try storeStatus()))
+            return try JSONValue(encoding: status())
         case .modelStatus:
             return try JSONValue(encoding: model)
         case .reload:
@@ -164,7 +167,7 @@ package final class RPCService: @unchecked Sendable {
             if let limit = list.limit, !(1...1000).contains(limit) { throw WireError.invalidParams("limit: must be in 1…1000, got \(limit)") }
             let (jobs, others) = try store.list(states: list.states, limit: list.limit ?? 100,
                                                 owner: seesEverything(caller) ? nil : caller.uid)
-            return try JSONValue(encoding: ListResult(jobs: jobs.map { JobConversion.info($0, progress: worker?.progress(of: $0.id)) }, others: others))
+            return try JSONValue(encoding: ListResult(jobs: jobs.map { JobConversion.info($0, progress: progress(of: $0.id)) }, others: others))
         case .watch:
             let request = try decode(WatchParams.self, params)
             try visible(request.job, caller)
@@ -173,7 +176,7 @@ package final class RPCService: @unchecked Sendable {
             let job = try decode(JobReference.self, params).job
             try visible(job, caller)
             guard try store.get(job) != nil else { throw WireError.jobNotFound(job) }
-            return try JSONValue(encoding: JobPreviewResult(job: job, preview: worker?.preview(of: job)))
+            return try JSONValue(encoding: JobPreviewResult(job: job, preview: try worker?.preview(of: job) ?? (store as? PostgresJobStore)?.preview(of: job)))
         case .cancel:
             return try JSONValue(encoding: try cancel(try decode(JobReference.self, params).job, caller: caller))
         case .retry:
@@ -220,7 +223,7 @@ package final class RPCService: @unchecked Sendable {
         let (record, existing) = try store.submit(NewJob(
             owner: caller.uid, source: "rpc", folder: nil, priority: request.priority ?? 0,
             // Scoped to the caller: another user's key must neither match nor reveal their job.
-            idempotencyKey: request.idempotencyKey.map { "user:\(caller.uid):\($0)" },
+            idempotencyKey: request.idempotencyKey.map { "user:\(store.scoped(String(caller.uid))):\($0)" },
             parameters: request.options ?? TransferParameters(), inputs: inputs), limit: limits.queueLimit)
         if !existing { worker?.wake() }
         return SubmitResult(job: JobConversion.info(record), existing: existing)
@@ -228,8 +231,11 @@ package final class RPCService: @unchecked Sendable {
 
     private func info(_ job: String) throws -> JobInfo {
         guard let record = try store.get(job) else { throw WireError.jobNotFound(job) }
-        return JobConversion.info(record, progress: worker?.progress(of: job))
+        return JobConversion.info(record, progress: progress(of: job))
     }
+
+    /// A running job's progress: this node's worker's, or the one its node last reported.
+    private func progress(of job: String) -> JobProgress? { worker?.progress(of: job) ?? cluster?.progress(of: job) }
 
     /// Registers first, then takes the snapshot, so no event between the two is lost. The token is
     /// made before anything can use it, and the session knows the watch before events can end it:
@@ -270,7 +276,9 @@ package final class RPCService: @unchecked Sendable {
             events.publish(job, .state(info))
             return JobAcknowledgement(job: info)
         case .running:
-            guard worker?.cancel(job) == true else { throw WireError.invalidState("job \(job) is ending") }
+            // Here, or on the node running it (which stops at its next UNet pass).
+            let stopping = try worker?.cancel(job) == true || (store as? PostgresJobStore)?.requestCancel(job) != nil
+            guard stopping else { throw WireError.invalidState("job \(job) is ending") }
             return JobAcknowledgement(job: JobConversion.info(record))
         default:
             throw WireError.invalidState("job \(job) is \(record.state)")
@@ -279,26 +287,45 @@ package final class RPCService: @unchecked Sendable {
 
     private func result(_ job: String) throws -> JobResult {
         guard let record = try store.get(job) else { throw WireError.jobNotFound(job) }
-        guard record.jobState == .succeeded, let path = record.resultPath,
-              let png = FileManager.default.contents(atPath: path) else {
-            throw WireError.invalidState("job \(job) is \(record.state); it has no result")
+        guard let (png, stored) = try store.resultFiles(of: record) else {
+            throw WireError.invalidState(record.jobState == .succeeded ? "job \(job)'s result is no longer kept (retention)" : "job \(job) is \(record.state); it has no result")
         }
-        let sidecarPath = (path as NSString).deletingPathExtension + ".json"
-        let sidecar = FileManager.default.contents(atPath: sidecarPath).flatMap { try? JSONDecoder().decode(JSONValue.self, from: $0) } ?? .null
+        let sidecar = stored.flatMap { try? JSONDecoder().decode(JSONValue.self, from: $0) } ?? .null
         return JobResult(job: job, png: png.base64EncodedString(), sidecar: sidecar)
     }
 
     /// Where the worker writes results (for the store's use in `daemon.status`).
     let resultsDirectory: String
 
-    private func storeStatus() throws -> StoreStatus {
-        let (images, database) = try store.usage()
+    /// The daemon's state is "starting", "ready" or "stopping" whatever the store's: when the store
+    /// cannot be reached (a shared database restarting), the status says so and answers from what
+    /// this node knows.
+    private func status() -> DaemonStatus {
+        let kind = store is PostgresJobStore ? "postgresql" : "sqlite"
+        var store = StoreStatus(databaseBytes: 0, resultBytes: 0, imageBytes: 0, imageLimit: self.store.maximumImageBytes, kind: kind, available: true)
+        var (queued, paused, nodes): (Int, Bool, [NodeStatus]?) = (lastQueued.value, false, nil)
+        do {
+            let (images, database) = try self.store.usage()
+            (store.imageBytes, store.databaseBytes) = (images, database)
+            queued = try self.store.queuedCount()
+            paused = self.store.isPaused
+            nodes = try (self.store as? PostgresJobStore)?.nodes()
+            lastQueued.value = queued
+        } catch {
+            (store.available, store.error) = (false, WireError(from: error).message)
+        }
         let manager = FileManager.default
-        let results = ((try? manager.contentsOfDirectory(atPath: resultsDirectory)) ?? []).reduce(0) { total, name in
+        store.resultBytes = ((try? manager.contentsOfDirectory(atPath: resultsDirectory)) ?? []).reduce(0) { total, name in
             total + (((try? manager.attributesOfItem(atPath: resultsDirectory + "/" + name))?[.size] as? NSNumber)?.intValue ?? 0)
         }
-        return StoreStatus(databaseBytes: database, resultBytes: results, imageBytes: images, imageLimit: store.maximumImageBytes)
+        return DaemonStatus(server: Self.serverName, protocolVersion: WireProtocol.version,
+                            state: isStopping ? "stopping" : (backend == nil ? "starting" : "ready"),
+                            paused: paused, queued: queued, queueLimit: limits.queueLimit, running: worker?.runningJob, model: model,
+                            folders: backend?.folders?(), store: store, node: self.store.nodeName, nodes: nodes)
     }
+
+    /// The queue's length when the store last answered.
+    private let lastQueued = LockedCount()
 
     /// Admins see every job, and everyone does on a daemon configured as a shared gallery.
     private func seesEverything(_ caller: Caller) -> Bool { caller.isAdmin || limits.sharedJobs }
@@ -307,7 +334,7 @@ package final class RPCService: @unchecked Sendable {
     @discardableResult
     private func visible(_ job: String, _ caller: Caller) throws -> JobRecord {
         guard let record = try store.get(job) else { throw WireError.jobNotFound(job) }
-        guard seesEverything(caller) || UInt32(clamping: record.owner) == caller.uid else {
+        guard seesEverything(caller) || record.isOwned(by: caller.uid, on: store.nodeName) else {
             throw WireError.permissionDenied("job \(job) belongs to another user")
         }
         return record
@@ -317,9 +344,19 @@ package final class RPCService: @unchecked Sendable {
     @discardableResult
     private func authorize(_ job: String, _ caller: Caller) throws -> JobRecord {
         guard let record = try store.get(job) else { throw WireError.jobNotFound(job) }
-        guard caller.isAdmin || UInt32(clamping: record.owner) == caller.uid else {
-            throw WireError.permissionDenied("job \(job) belongs to uid \(record.owner)")
+        guard caller.isAdmin || record.isOwned(by: caller.uid, on: store.nodeName) else {
+            throw WireError.permissionDenied("job \(job) belongs to uid \(record.owner)\(record.ownerNode.map { " on node \($0)" } ?? "")")
         }
         return record
+    }
+}
+
+/// A number shared between threads.
+final class LockedCount: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored = 0
+    var value: Int {
+        get { lock.lock(); defer { lock.unlock() }; return stored }
+        set { lock.lock(); stored = newValue; lock.unlock() }
     }
 }

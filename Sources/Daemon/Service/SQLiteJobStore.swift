@@ -94,6 +94,10 @@ package final class SQLiteJobStore: JobStore, @unchecked Sendable {
                 t.add(column: "appearanceMask", .blob)
             }
         }
+        migrator.registerMigration("v6-owner-node") { db in
+            // The record's field for shared stores (PostgresJobStore); always NULL on one machine.
+            try db.alter(table: "job") { t in t.add(column: "ownerNode", .text) }
+        }
         if try pool.read({ try migrator.hasBeenSuperseded($0) }) {
             throw DatabaseError(message: "the job store at \(path) was written by a newer xattnd; refusing to use it")
         }

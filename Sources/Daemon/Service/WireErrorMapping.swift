@@ -21,6 +21,8 @@ extension WireError {
             case .cancelled: self = .invalidState("the job was cancelled")
             case .invalidOption, .objectNounNotInPrompt, .invalidNoise: self = .invalidOptions(error.description)
             }
+        case let error as PGError where error.isConnectionLoss:
+            self = .storeUnavailable("the job database cannot be reached (\(error.message)); nothing was changed, try again later")
         default: self = .internalError("\(error)")
         }
     }

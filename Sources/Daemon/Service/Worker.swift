@@ -28,9 +28,9 @@ package final class Worker: @unchecked Sendable {
     /// progress at most once a second (sd_notify blocks when the manager's queue is full).
     package var onStatus: (String) -> Void = { _ in }
     private var lastStatus = ("", Date.distantPast)
-    /// Seconds between renewals of the running job's lease (a shared store's; PostgresJobStore's
-    /// lease is 60 s, so two renewals may fail before it expires).
-    static let leaseRenewal = 15.0
+    /// Seconds between renewals of the running job's lease on a shared store: a quarter of the
+    /// lease, so three renewals may fail before it expires.
+    package var leaseRenewal = 15.0
 
     private func status(_ text: String, progress: Bool = false) {
         guard text != lastStatus.0, !progress || Date().timeIntervalSince(lastStatus.1) >= 1 else { return }
@@ -63,7 +63,7 @@ package final class Worker: @unchecked Sendable {
     package func wake() { condition.lock(); condition.signal(); condition.unlock() }
 
     /// The running job's id, if any.
-    var runningJob: String? { condition.lock(); defer { condition.unlock() }; return running?.id }
+    package var runningJob: String? { condition.lock(); defer { condition.unlock() }; return running?.id }
 
     func progress(of job: String) -> JobProgress? { condition.lock(); defer { condition.unlock() }; return latestProgress[job] }
 
@@ -71,7 +71,7 @@ package final class Worker: @unchecked Sendable {
     func preview(of job: String) -> JobPreview? { condition.lock(); defer { condition.unlock() }; return latestPreview[job] }
 
     /// Stops the running job `id` at the next UNet pass; false when it is not the running one.
-    func cancel(_ id: String) -> Bool {
+    package func cancel(_ id: String) -> Bool {
         condition.lock(); defer { condition.unlock() }
         guard let running, running.id == id else { return false }
         running.cancellation.cancel()
@@ -127,10 +127,12 @@ package final class Worker: @unchecked Sendable {
         condition.unlock()
         let record: JobRecord
         do {
-            switch outcome {
-            case let .success(path): record = try store.finish(job.id, state: .succeeded, resultPath: path)
-            case .cancelled: record = try store.finish(job.id, state: requeue ? .queued : .cancelled)
-            case let .failure(error): record = try store.finish(job.id, state: .failed, error: error.object)
+            record = try persistently("recording the end of job \(job.id)") {
+                switch outcome {
+                case let .success(path): return try store.finish(job.id, state: .succeeded, resultPath: path)
+                case .cancelled: return try store.finish(job.id, state: requeue ? .queued : .cancelled)
+                case let .failure(error): return try store.finish(job.id, state: .failed, error: error.object)
+                }
             }
         } catch {
             logger.error("recording job \(job.id) failed: \(error)")
@@ -138,7 +140,10 @@ package final class Worker: @unchecked Sendable {
         }
         logger.info("job ended", metadata: ["job_id": "\(job.id)", "state": "\(record.state)"])
         pruneResults()
-        do { try store.pruneImages(days: retention.days, count: retention.count) } catch { logger.error("pruning job images failed: \(error)") }
+        do {
+            try store.pruneImages(days: retention.days, count: retention.count)
+            try (store as? PostgresJobStore)?.pruneResults(days: retention.days, count: retention.count)
+        } catch { logger.error("pruning job images or results failed: \(error)") }
         events.publish(job.id, .state(JobConversion.info(record)))
     }
 
@@ -146,14 +151,30 @@ package final class Worker: @unchecked Sendable {
 
     private var lastRenewal = Date()
 
+    /// A store write that must not be lost (a job's end, its result): run again with backoff while
+    /// the store cannot be reached (a shared database restarting), until it is written, the store
+    /// refuses it (`StoreError`: nothing to wait for), or the service stops.
+    private func persistently<T>(_ what: String, _ body: () throws -> T) throws -> T {
+        var delay = 0.5
+        while true {
+            do { return try body() } catch let error as StoreError { throw error } catch {
+                condition.lock(); let stop = stopping; condition.unlock()
+                if stop { throw error }
+                logger.warning("\(what) failed; retrying", metadata: ["error": "\(error)", "seconds": "\(delay)"])
+                Thread.sleep(forTimeInterval: delay)
+                delay = min(delay * 2, 30)
+            }
+        }
+    }
+
     /// Between UNet passes: keeps this node's claim alive; a claim another node has taken since
     /// (this node was frozen or cut off longer than the lease) stops the job here.
     private func renewLease(_ id: String, cancellation: TransferCancellation) {
-        guard Date().timeIntervalSince(lastRenewal) >= Self.leaseRenewal else { return }
+        guard Date().timeIntervalSince(lastRenewal) >= leaseRenewal else { return }
         lastRenewal = Date()
         do {
             if try !store.renewLease(id) {
-                logger.warning("the job's lease was taken by another node; stopping it here", metadata: ["job_id": "\(id)"])
+                logger.warning("the job was cancelled from another node, or its lease was taken by one; stopping it here", metadata: ["job_id": "\(id)"])
                 cancellation.cancel()
             }
         } catch {
@@ -204,7 +225,13 @@ package final class Worker: @unchecked Sendable {
                 renewLease(job.id, cancellation: cancellation)
                 events.publish(job.id, .progress(ProgressNotification(job: job.id, progress: progress)))
             }, preview: previews.take)
-            return .success(try writeResult(job, result: result, options: options, inputs: inputs, files: files))
+            let written = try writeResult(job, result: result, options: options, inputs: inputs, files: files)
+            if let shared = store as? PostgresJobStore {
+                // Where every node can fetch it: a client of another node asks for it, a hot
+                // folder of another node delivers it.
+                try persistently("keeping the result of job \(job.id)") { try shared.saveResult(job.id, png: written.png, sidecar: written.sidecar) }
+            }
+            return .success(written.path)
         } catch TransferError.cancelled {
             return .cancelled
         } catch {
@@ -214,11 +241,13 @@ package final class Worker: @unchecked Sendable {
 
     /// NAME.png and NAME.json (every parameter, seed, model identity, timings), each written to a
     /// temporary name and renamed.
-    private func writeResult(_ job: JobRecord, result: TransferResult, options: TransferOptions, inputs: TransferInputs, files: JobInputs) throws -> String {
+    private func writeResult(_ job: JobRecord, result: TransferResult, options: TransferOptions, inputs: TransferInputs,
+                             files: JobInputs) throws -> (path: String, png: Data, sidecar: Data) {
         // The service user's alone: results are shown to others only through the RPC's rules.
         try FileManager.default.createDirectory(atPath: resultsDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let png = resultsDirectory + "/\(job.id).png"
-        try PNGLibrary.encode(ImagePreprocessing.image(from: result.image)).write(to: URL(fileURLWithPath: png), options: .atomic)
+        let path = resultsDirectory + "/\(job.id).png"
+        let png = try PNGLibrary.encode(ImagePreprocessing.image(from: result.image))
+        try png.write(to: URL(fileURLWithPath: path), options: .atomic)
         let sidecar: [String: JSONValue] = [
             "job": .string(job.id), "options": (try? JSONValue(encoding: JobConversion.parameters(options, ranIn: model.precision))) ?? .null, "seed": .integer(Int(clamping: options.seed)),
             "model": .string(model.identity), "modelPath": .string(model.path), "unetPasses": .integer(result.unetPasses),
@@ -228,8 +257,9 @@ package final class Worker: @unchecked Sendable {
             "masks": options.maskedAdaIN
                 ? .object(["structure": Self.maskSource(files.structureMask), "appearance": Self.maskSource(files.appearanceMask)]) : .null,
         ]
-        try JSONEncoder.sorted.encode(JSONValue.object(sidecar)).write(to: URL(fileURLWithPath: resultsDirectory + "/\(job.id).json"), options: .atomic)
-        return png
+        let sidecarData = try JSONEncoder.sorted.encode(JSONValue.object(sidecar))
+        try sidecarData.write(to: URL(fileURLWithPath: resultsDirectory + "/\(job.id).json"), options: .atomic)
+        return (path, png, sidecarData)
     }
 }
 

@@ -26,12 +26,12 @@ package enum PGValue {
 
 /// Rows of a result in text format, by column name.
 package struct PGRows {
-    let columns: [String]
+    package let columns: [String]
     let values: [[String?]]
 
-    var count: Int { values.count }
+    package var count: Int { values.count }
     /// nil for NULL, and for a row or column the result does not have.
-    func string(_ row: Int, _ column: String) -> String? {
+    package func string(_ row: Int, _ column: String) -> String? {
         guard row >= 0 && row < values.count, let index = columns.firstIndex(of: column) else { return nil }
         return values[row][index]
     }
@@ -128,18 +128,18 @@ package final class PGConnection {
     /// The connection's socket, for waiting on notifications.
     var socket: Int32 { handle.map { PQsocket($0) } ?? -1 }
 
-    /// Notifications received so far (after LISTEN): their channel names.
-    func notifications() throws -> [String] {
+    /// Notifications received so far (after LISTEN): their channels and payloads.
+    func notifications() throws -> [(channel: String, payload: String)] {
         guard let handle else { return [] }
         guard PQconsumeInput(handle) == 1 else {
             throw PGError(message: String(cString: PQerrorMessage(handle)).trimmingCharacters(in: .whitespacesAndNewlines), sqlState: nil)
         }
-        var channels: [String] = []
+        var received: [(channel: String, payload: String)] = []
         while let notice = PQnotifies(handle) {
-            channels.append(String(cString: notice.pointee.relname))
+            received.append((String(cString: notice.pointee.relname), notice.pointee.extra.map { String(cString: $0) } ?? ""))
             PQfreemem(notice)
         }
-        return channels
+        return received
     }
 
     static func decodeHex(_ text: String) -> Data? {

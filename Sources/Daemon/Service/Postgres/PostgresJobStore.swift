@@ -13,9 +13,23 @@ import Wire
 package final class PostgresJobStore: JobStore, @unchecked Sendable {
     private let connection: PGConnection
     private let lock = NSLock()
-    private let clock: @Sendable () -> Date
-    /// This node's name, stamped on the jobs it runs.
+    let clock: @Sendable () -> Date
+    /// This node's name, stamped on the jobs it runs and the jobs and drops submitted here.
     package let node: String
+    package var nodeName: String? { node }
+    /// The identity of the model this node has loaded (nil while it loads): jobs submitted here are
+    /// for it, and this node claims only jobs for it (or for no model in particular).
+    package var modelIdentity: String? {
+        get { limitLock.lock(); defer { limitLock.unlock() }; return identity }
+        set { limitLock.lock(); identity = newValue; limitLock.unlock() }
+    }
+    private var identity: String?
+    /// Bytes the shared inversion cache may hold (`cache_size_mb`).
+    package var inversionLimit: Int {
+        get { limitLock.lock(); defer { limitLock.unlock() }; return inversionBytes }
+        set { limitLock.lock(); inversionBytes = newValue; limitLock.unlock() }
+    }
+    private var inversionBytes = 2 << 30
     /// Seconds a claim stays valid without renewal.
     package let leaseSeconds: Double
     private var imageLimit = 4 << 30
@@ -27,8 +41,11 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
     }
 
     /// The schema this binary writes; a database at a newer one is refused.
-    static let schemaVersion = 1
+    static let schemaVersion = 2
+    /// Queue changes (submits, requeues, resumes): idle nodes look for work.
     static let channel = "xattn_queue"
+    /// Job events between nodes (ClusterMessage as JSON): state, progress, previews, cancels.
+    static let eventChannel = "xattn_events"
 
     package init(url: String, password: String? = nil, node: String, leaseSeconds: Double = 60,
                  clock: @escaping @Sendable () -> Date = { Date() }) throws {
@@ -39,7 +56,7 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
 
     /// Runs `body` in one transaction, under the lock; once more after a lost connection or a
     /// serialisation failure.
-    private func write<T>(_ body: (PGConnection) throws -> T) throws -> T {
+    func write<T>(_ body: (PGConnection) throws -> T) throws -> T {
         lock.lock(); defer { lock.unlock() }
         do {
             return try connection.transaction { try body(connection) }
@@ -57,9 +74,9 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
             guard version <= Self.schemaVersion else {
                 throw PGError(message: "the job database is at schema version \(version), newer than this xattnd's \(Self.schemaVersion); refusing to use it", sqlState: nil)
             }
-            if version < 1 {
-                for statement in Self.schemaV1 { try db.execute(statement) }
-                try db.execute("INSERT INTO xattn_schema (version) VALUES (1)")
+            for (number, statements) in [(1, Self.schemaV1), (2, Self.schemaV2)] where version < number {
+                for statement in statements { try db.execute(statement) }
+                try db.execute("INSERT INTO xattn_schema (version) VALUES ($1)", [PGValue(number)])
             }
         }
     }
@@ -94,9 +111,33 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
         """,
     ]
 
+    /// What several nodes share beyond the queue: who submitted a job and for which model, a cancel
+    /// asked on another node, hot-folder drops per node, results, previews, the nodes themselves and
+    /// the inversion cache.
+    static let schemaV2 = [
+        "ALTER TABLE job ADD COLUMN owner_node text, ADD COLUMN model text, ADD COLUMN cancel_requested boolean NOT NULL DEFAULT false",
+        "ALTER TABLE folder_item ADD COLUMN node text",
+        "ALTER TABLE folder_report ADD COLUMN node text",
+        """
+        CREATE TABLE job_result (
+            job_id text PRIMARY KEY REFERENCES job(id) ON DELETE CASCADE, png bytea NOT NULL, sidecar bytea NOT NULL,
+            created_at double precision NOT NULL)
+        """,
+        """
+        CREATE TABLE job_preview (
+            job_id text PRIMARY KEY REFERENCES job(id) ON DELETE CASCADE, step integer NOT NULL, total integer NOT NULL, png bytea NOT NULL)
+        """,
+        """
+        CREATE TABLE node (
+            name text PRIMARY KEY, model text, precision text, state text NOT NULL, running text,
+            started_at double precision NOT NULL, last_seen double precision NOT NULL)
+        """,
+        "CREATE TABLE inversion (key text PRIMARY KEY, data bytea NOT NULL, used_at double precision NOT NULL)",
+    ]
+
     // MARK: rows
 
-    static let jobColumns = "id, idempotency_key, owner, source, folder, state, priority, attempts, parameters, input_hash, created_at, started_at, finished_at, error, result_path, abnormal_stops"
+    static let jobColumns = "id, idempotency_key, owner, source, folder, state, priority, attempts, parameters, input_hash, created_at, started_at, finished_at, error, result_path, abnormal_stops, owner_node"
 
     private static func date(_ seconds: Double?) -> Date? { seconds.map { Date(timeIntervalSince1970: $0) } }
 
@@ -107,7 +148,8 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
                       priority: rows.int(r, "priority") ?? 0, attempts: rows.int(r, "attempts") ?? 0, parameters: rows.string(r, "parameters") ?? "{}",
                       inputHash: rows.string(r, "input_hash") ?? "", createdAt: date(rows.double(r, "created_at")) ?? .distantPast,
                       startedAt: date(rows.double(r, "started_at")), finishedAt: date(rows.double(r, "finished_at")),
-                      error: rows.string(r, "error"), resultPath: rows.string(r, "result_path"), abnormalStops: rows.int(r, "abnormal_stops") ?? 0)
+                      error: rows.string(r, "error"), resultPath: rows.string(r, "result_path"), abnormalStops: rows.int(r, "abnormal_stops") ?? 0,
+                      ownerNode: rows.string(r, "owner_node"))
         }
     }
 
@@ -125,7 +167,7 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
                   PGValue(node), PGValue(lease)])
     }
 
-    private var now: Double { clock().timeIntervalSince1970 }
+    var now: Double { clock().timeIntervalSince1970 }
 
     // MARK: submitting
 
@@ -147,7 +189,10 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
             if let key = new.idempotencyKey,
                let earlier = Self.jobs(try db.execute("SELECT \(Self.jobColumns) FROM job WHERE idempotency_key = $1 FOR UPDATE", [.text(key)])).first {
                 (job, existing) = (earlier, true)
-                if earlier.jobState == .failed || earlier.jobState == .cancelled || (earlier.jobState == .succeeded && rerun(earlier)) {
+                // `rerun` looks for a result file on this machine; here results are kept in the
+                // database, so a succeeded job runs again when its kept result has been pruned.
+                let kept = try db.execute("SELECT 1 FROM job_result WHERE job_id = $1", [.text(earlier.id)]).count == 1
+                if earlier.jobState == .failed || earlier.jobState == .cancelled || (earlier.jobState == .succeeded && !kept) {
                     job.requeue()
                     job.attempts = 0
                     try update(job, db)
@@ -158,9 +203,9 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
             } else {
                 job = try insert(new, limit: limit, db)
             }
-            try db.execute("INSERT INTO folder_item (folder, name, files, job_id, delivered, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            try db.execute("INSERT INTO folder_item (folder, name, files, job_id, delivered, created_at, node) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                            [.text(item.folder), .text(item.name), .text(item.files), .text(job.id), .text(item.delivered ? "t" : "f"),
-                            PGValue(item.createdAt.timeIntervalSince1970)])
+                            PGValue(item.createdAt.timeIntervalSince1970), .text(node)])
             return (job, existing, requeued)
         }
     }
@@ -168,12 +213,14 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
     private func insert(_ new: NewJob, limit: Int, _ db: PGConnection) throws -> JobRecord {
         let queued = try db.execute("SELECT count(*) AS n FROM job WHERE state = 'queued'").int(0, "n") ?? 0
         guard queued < limit else { throw StoreError.queueFull(limit: limit) }
-        let record = new.queuedRecord(createdAt: clock())
+        var record = new.queuedRecord(createdAt: clock())
+        record.ownerNode = node
         try db.execute("""
-            INSERT INTO job (id, idempotency_key, owner, source, folder, state, priority, attempts, parameters, input_hash, created_at)
-            VALUES ($1, $2, $3, $4, $5, 'queued', $6, 0, $7, $8, $9)
+            INSERT INTO job (id, idempotency_key, owner, source, folder, state, priority, attempts, parameters, input_hash, created_at, owner_node, model)
+            VALUES ($1, $2, $3, $4, $5, 'queued', $6, 0, $7, $8, $9, $10, $11)
             """, [.text(record.id), PGValue(record.idempotencyKey), PGValue(Int(record.owner)), .text(record.source), PGValue(record.folder),
-                  PGValue(record.priority), .text(record.parameters), .text(record.inputHash), PGValue(record.createdAt.timeIntervalSince1970)])
+                  PGValue(record.priority), .text(record.parameters), .text(record.inputHash), PGValue(record.createdAt.timeIntervalSince1970),
+                  .text(node), PGValue(modelIdentity)])
         try storeImages(new, of: record.id, db)
         try db.execute("NOTIFY \(Self.channel)")
         return record
@@ -211,18 +258,18 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
 
     // MARK: running
 
-    /// Requeues (or fails) the jobs whose lease has expired, then claims the queue's head for this
-    /// node with a fresh lease.
+    /// Requeues (or fails) the jobs whose lease has expired, then claims the queue's head among the
+    /// jobs for this node's model (or for none in particular) with a fresh lease.
     package func claimNext() throws -> JobRecord? {
         try write { db in
             _ = try recover(db, condition: "lease_expires < $1", [PGValue(now)], maxAttempts: Int.max)
             guard try !Self.paused(db) else { return nil }
             let rows = try db.execute("""
-                UPDATE job SET state = 'running', attempts = attempts + 1, started_at = $1, node = $2, lease_expires = $3
-                WHERE id = (SELECT id FROM job WHERE state = 'queued' ORDER BY priority DESC, created_at ASC, seq ASC
-                            LIMIT 1 FOR UPDATE SKIP LOCKED)
+                UPDATE job SET state = 'running', attempts = attempts + 1, started_at = $1, node = $2, lease_expires = $3, cancel_requested = false
+                WHERE id = (SELECT id FROM job WHERE state = 'queued' AND (model IS NULL OR $4::text IS NULL OR model = $4)
+                            ORDER BY priority DESC, created_at ASC, seq ASC LIMIT 1 FOR UPDATE SKIP LOCKED)
                 RETURNING \(Self.jobColumns)
-                """, [PGValue(now), .text(node), PGValue(now + leaseSeconds)])
+                """, [PGValue(now), .text(node), PGValue(now + leaseSeconds), PGValue(modelIdentity)])
             return Self.jobs(rows).first
         }
     }
@@ -232,7 +279,7 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
     @discardableResult
     package func renewLease(_ id: String) throws -> Bool {
         try write { db in
-            try db.execute("UPDATE job SET lease_expires = $3 WHERE id = $1 AND node = $2 AND state = 'running' RETURNING id",
+            try db.execute("UPDATE job SET lease_expires = $3 WHERE id = $1 AND node = $2 AND state = 'running' AND NOT cancel_requested RETURNING id",
                            [.text(id), .text(node), PGValue(now + leaseSeconds)]).count == 1
         }
     }
@@ -252,6 +299,9 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
             record.resultPath = resultPath
             if state == .queued { record.startedAt = nil }
             try update(record, db)
+            try db.execute("UPDATE job SET cancel_requested = false WHERE id = $1", [.text(id)])
+            // A preview shows a running job only; the result (or nothing) replaces it.
+            try db.execute("DELETE FROM job_preview WHERE job_id = $1", [.text(id)])
             if state == .queued { try db.execute("NOTIFY \(Self.channel)") }
             return record
         }
@@ -269,7 +319,10 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
         for var record in running {
             if try record.recoverFromAbnormalStop(maxAttempts: maxAttempts, at: clock()) { failed.append(record.id) } else { requeued.append(record.id) }
             try update(record, db)
+            // Every node's watchers hear of it (no node is the sender: the store changed it).
+            try announce(ClusterMessage(node: "", job: record.id, kind: .state), db)
         }
+        if !requeued.isEmpty { try db.execute("NOTIFY \(Self.channel)") }
         return (requeued, failed)
     }
 
@@ -318,17 +371,20 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
             var conditions: [String] = [], parameters: [PGValue] = []
             if let states {
                 parameters.append(.text("{" + states.map(\.rawValue).joined(separator: ",") + "}"))
-                conditions.append("state = ANY($\(parameters.count)::text[])")
+                conditions.append("state = ANY($1::text[])")
             }
             let base = conditions.isEmpty ? "TRUE" : conditions.joined(separator: " AND ")
             guard let owner else {
                 return (Self.jobs(try db.execute("SELECT \(Self.jobColumns) FROM job WHERE \(base) ORDER BY created_at DESC, seq DESC LIMIT \(limit)", parameters)), 0)
             }
-            let ownerParameter = "$\(parameters.count + 1)"
-            let others = try db.execute("SELECT count(*) AS n FROM job WHERE \(base) AND owner <> \(ownerParameter)", parameters + [PGValue(Int(owner))]).int(0, "n") ?? 0
-            let jobs = Self.jobs(try db.execute("SELECT \(Self.jobColumns) FROM job WHERE \(base) AND owner = \(ownerParameter) ORDER BY created_at DESC, seq DESC LIMIT \(limit)",
-                                                parameters + [PGValue(Int(owner))]))
-            return (jobs, others)
+            // A job's owner is (node, uid): the same uid on another machine is someone else.
+            let n = parameters.count
+            let mine = "\(base) AND owner = $\(n + 1) AND (owner_node IS NULL OR owner_node = $\(n + 2))"
+            let ownerParameters = parameters + [PGValue(Int(owner)), .text(node)]
+            let jobs = Self.jobs(try db.execute("SELECT \(Self.jobColumns) FROM job WHERE \(mine) ORDER BY created_at DESC, seq DESC LIMIT \(limit)", ownerParameters))
+            let all = try db.execute("SELECT count(*) AS n FROM job WHERE \(base)", parameters).int(0, "n") ?? 0
+            let own = try db.execute("SELECT count(*) AS n FROM job WHERE \(mine)", ownerParameters).int(0, "n") ?? 0
+            return (jobs, all - own)
         }
     }
 
@@ -395,8 +451,9 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
                 SELECT folder_item.id AS item_id, folder_item.name AS item_name, folder_item.files AS item_files,
                        folder_item.created_at AS item_created, \(Self.jobColumns.split(separator: ",").map { "job." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", "))
                 FROM folder_item JOIN job ON job.id = folder_item.job_id
-                WHERE folder_item.folder = $1 AND NOT folder_item.delivered ORDER BY folder_item.id
-                """, [.text(folder)])
+                WHERE folder_item.folder = $1 AND (folder_item.node = $2 OR folder_item.node IS NULL) AND NOT folder_item.delivered
+                ORDER BY folder_item.id
+                """, [.text(folder), .text(node)])
             let jobs = Self.jobs(rows)
             return (0..<rows.count).map { r in
                 (FolderItem(id: rows.int(r, "item_id").map(Int64.init), folder: folder, name: rows.string(r, "item_name") ?? "",
@@ -413,9 +470,9 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
     package func addReport(_ report: FolderReport) throws -> FolderReport {
         try write { db in
             var report = report
-            let rows = try db.execute("INSERT INTO folder_report (folder, name, fields, written, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            let rows = try db.execute("INSERT INTO folder_report (folder, name, fields, written, created_at, node) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
                                       [.text(report.folder), .text(report.name), .text(report.fields), .text(report.written ? "t" : "f"),
-                                       PGValue(report.createdAt.timeIntervalSince1970)])
+                                       PGValue(report.createdAt.timeIntervalSince1970), .text(node)])
             report.id = rows.int(0, "id").map(Int64.init)
             return report
         }
@@ -423,8 +480,10 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
 
     package func unwrittenReports(folder: String) throws -> [FolderReport] {
         try write { db in
-            let rows = try db.execute("SELECT id, folder, name, fields, written, created_at FROM folder_report WHERE folder = $1 AND NOT written ORDER BY id",
-                                      [.text(folder)])
+            let rows = try db.execute("""
+                SELECT id, folder, name, fields, written, created_at FROM folder_report
+                WHERE folder = $1 AND (node = $2 OR node IS NULL) AND NOT written ORDER BY id
+                """, [.text(folder), .text(node)])
             return (0..<rows.count).map { r in
                 FolderReport(id: rows.int(r, "id").map(Int64.init), folder: rows.string(r, "folder") ?? folder, name: rows.string(r, "name") ?? "",
                              fields: rows.string(r, "fields") ?? "{}", written: rows.bool(r, "written") ?? false,
