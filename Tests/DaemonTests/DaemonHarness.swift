@@ -25,6 +25,7 @@ final class DaemonHarness: @unchecked Sendable {
     var socket: String { directory.appendingPathComponent("sock").path }
     var stateDirectory: String { directory.appendingPathComponent("state").path }
     private(set) var process: Process?
+    var processID: Int32 { process?.processIdentifier ?? 0 }
 
     init() throws {
         directory = URL(fileURLWithPath: "/tmp").appendingPathComponent("xd-\(UUID().uuidString.prefix(8))")

@@ -1,5 +1,6 @@
 import Foundation
 @testable import Service
+import TestSupport
 import Wire
 
 /// A directory under /tmp removed when the value goes away.

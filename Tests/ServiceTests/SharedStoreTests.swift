@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Service
+import TestSupport
 import Wire
 
 /// Several nodes on one PostgreSQL database (the store level of README's "Several machines"):
@@ -79,7 +80,7 @@ import Wire
         let url = try TestPostgres.shared.get().database()
         let store = try PostgresJobStore(url: url, node: "a")
         let woken = DispatchSemaphore(value: 0)
-        let listener = QueueListener(url: url, password: nil) { woken.signal() }
+        let listener = NotificationListener(url: url, password: nil) { if $0 == nil || $0?.channel == PostgresJobStore.channel { woken.signal() } }
         listener.start()
         defer { listener.stop() }
         #expect(woken.wait(timeout: .now() + 10) == .success, "the first wake, at connection")
