@@ -15,11 +15,12 @@ final class ClusterNode: @unchecked Sendable {
     let worker: Worker
     let cluster: ClusterEvents
     let scratch: Scratch
+    let url: String
 
-    init(url: String, name: String, model: StableDiffusionModel, identity: String? = nil) throws {
-        scratch = try Scratch()
+    init(url: String, name: String, model: StableDiffusionModel) throws {
+        (scratch, self.url) = (try Scratch(), url)
         store = try PostgresJobStore(url: url, node: name, leaseSeconds: 8)
-        store.modelIdentity = identity ?? model.identity
+        store.modelIdentity = model.identity
         // XATTN_TEST_LOG=1 shows the nodes' warnings (a failed renewal, a retried write).
         var logger = Logger(label: name) { label -> any LogHandler in
             ProcessInfo.processInfo.environment["XATTN_TEST_LOG"] == nil ? SwiftLogNoOpLogHandler() : StreamLogHandler.standardError(label: label)
@@ -55,6 +56,18 @@ final class ClusterNode: @unchecked Sendable {
 @Suite(.serialized) struct ClusterTests {
     static let model = Result { try StableDiffusionModel.load(from: Fixtures.model) }
 
+    /// Nodes on a new database of the tests' cluster.
+    static func nodes(_ names: [String]) throws -> [ClusterNode] {
+        let url = try TestPostgres.shared.get().database()
+        let model = try Self.model.get()
+        return try names.map { try ClusterNode(url: url, name: $0, model: model) }
+    }
+
+    static func twoNodes() throws -> (ClusterNode, ClusterNode) {
+        let nodes = try Self.nodes(["a", "b"])
+        return (nodes[0], nodes[1])
+    }
+
     static func waitUntil(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
         let deadline = Date() + seconds
         while Date() < deadline {
@@ -67,9 +80,7 @@ final class ClusterNode: @unchecked Sendable {
     /// A job submitted on A runs on B (A's worker is not started): A's watcher gets B's progress,
     /// previews and end; A fetches the result; A's status lists both nodes and B's running job.
     @Test func aClientOfOneNodeFollowsAJobOnAnother() throws {
-        let url = try TestPostgres.shared.get().database()
-        let model = try Self.model.get()
-        let a = try ClusterNode(url: url, name: "a", model: model), b = try ClusterNode(url: url, name: "b", model: model)
+        let (a, b) = try Self.twoNodes()
         defer { a.stop(); b.stop() }
         let client = RecordingConnection(a.service)
         var options = Fixtures.quick
@@ -96,15 +107,13 @@ final class ClusterNode: @unchecked Sendable {
 
         let status = try client.value("daemon.status", as: DaemonStatus.self)
         #expect(status.node == "a" && status.store.kind == "postgresql" && status.store.available == true)
-        #expect(status.nodes?.map(\.name) == ["a", "b"] && status.nodes?.allSatisfy { $0.state == "ready" && $0.model == model.identity } == true)
+        #expect(status.nodes?.map(\.name) == ["a", "b"] && status.nodes?.allSatisfy { $0.state == "ready" && $0.model == a.store.modelIdentity } == true)
     }
 
     /// A cancel asked on A stops the job B runs at B's next UNet pass; A's watcher hears
     /// "cancelled", and B's worker is free again.
     @Test func aCancelOnOneNodeStopsTheJobOnAnother() throws {
-        let url = try TestPostgres.shared.get().database()
-        let model = try Self.model.get()
-        let a = try ClusterNode(url: url, name: "a", model: model), b = try ClusterNode(url: url, name: "b", model: model)
+        let (a, b) = try Self.twoNodes()
         defer { a.stop(); b.stop() }
         let client = RecordingConnection(a.service)
         var options = Fixtures.quick
@@ -128,9 +137,7 @@ final class ClusterNode: @unchecked Sendable {
     /// A job's owner is (node, uid): uid 1000 of node B neither sees nor cancels uid 1000 of A's job,
     /// and its idempotency keys are its own.
     @Test func ownersArePerNode() throws {
-        let url = try TestPostgres.shared.get().database()
-        let model = try Self.model.get()
-        let a = try ClusterNode(url: url, name: "a", model: model), b = try ClusterNode(url: url, name: "b", model: model)
+        let (a, b) = try Self.twoNodes()
         defer { a.stop(); b.stop() }
         let onA = RecordingConnection(a.service), onB = RecordingConnection(b.service)
         let job = try onA.submit(key: "same-key")
@@ -150,9 +157,8 @@ final class ClusterNode: @unchecked Sendable {
     /// (finished − started − computing) plus the gap from the node's previous job's end to this
     /// claim (the queue never empties before the last claims). Printed; the bar is 50 ms.
     @Test func claimOverheadPerJob() throws {
-        let url = try TestPostgres.shared.get().database()
-        let model = try Self.model.get()
-        let nodes = try ["a", "b", "c"].map { try ClusterNode(url: url, name: $0, model: model) }
+        let nodes = try Self.nodes(["a", "b", "c"])
+        let url = nodes[0].url
         defer { nodes.forEach { $0.stop() } }
         nodes[0].service.limits.queueLimit = 1000
         let client = RecordingConnection(nodes[0].service)
@@ -229,6 +235,8 @@ final class ClusterNode: @unchecked Sendable {
         try stores[1].saveResult(first.id, png: Data([1]), sidecar: Data("{}".utf8))
         let finished = try stores[1].finish(first.id, state: .succeeded, resultPath: "/elsewhere/\(first.id).png")
         #expect(try stores[0].preview(of: first.id) == nil, "the result replaces the preview")
+        #expect(try stores[0].preview(of: first.id, step: 3)?.step == 3, "a relayed preview is still read after the job ended")
+        #expect(try stores[0].preview(of: first.id, step: 2) == nil, "a step another replaced is skipped")
         #expect(try stores[0].resultFiles(of: finished)?.png == Data([1]), "any node reads it")
         #expect(try stores[0].claimNext()?.id == second.id)
         try stores[0].saveResult(second.id, png: Data([2]), sidecar: Data("{}".utf8))

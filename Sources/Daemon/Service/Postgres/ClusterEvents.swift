@@ -133,7 +133,7 @@ package final class ClusterEvents: @unchecked Sendable {
                 lock.unlock()
                 events.publish(job, .state(JobConversion.info(record, progress: progress)), relayed: true)
             case .preview:
-                if let preview = try store.preview(of: job) { events.publish(job, .preview(preview), relayed: true) }
+                if let preview = try store.preview(of: job, step: message.step) { events.publish(job, .preview(preview), relayed: true) }
             case .cancel:
                 guard message.target == store.node else { return }
                 lock.lock(); let handler = cancelHandler; lock.unlock()

@@ -270,7 +270,10 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
                             ORDER BY priority DESC, created_at ASC, seq ASC LIMIT 1 FOR UPDATE SKIP LOCKED)
                 RETURNING \(Self.jobColumns)
                 """, [PGValue(now), .text(node), PGValue(now + leaseSeconds), PGValue(modelIdentity)])
-            return Self.jobs(rows).first
+            guard let claimed = Self.jobs(rows).first else { return nil }
+            // A run starts without the previews of an earlier one.
+            try db.execute("DELETE FROM job_preview WHERE job_id = $1", [.text(claimed.id)])
+            return claimed
         }
     }
 
@@ -300,8 +303,6 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
             if state == .queued { record.startedAt = nil }
             try update(record, db)
             try db.execute("UPDATE job SET cancel_requested = false WHERE id = $1", [.text(id)])
-            // A preview shows a running job only; the result (or nothing) replaces it.
-            try db.execute("DELETE FROM job_preview WHERE job_id = $1", [.text(id)])
             if state == .queued { try db.execute("NOTIFY \(Self.channel)") }
             return record
         }

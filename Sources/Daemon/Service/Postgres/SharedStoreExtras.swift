@@ -12,6 +12,8 @@ package struct ClusterMessage: Codable, Equatable, Sendable {
     var job: String
     var kind: Kind
     var progress: JobProgress?
+    /// For `preview`: the step it shows (the receiver reads that one, or skips it for a newer one).
+    var step: Int?
     /// For `cancel`: the node running the job.
     var target: String?
 }
@@ -48,9 +50,12 @@ extension PostgresJobStore {
     }
 
     /// Results beyond the retention limits (days, count; 0 = unlimited), oldest first, as the
-    /// worker prunes its results directory.
+    /// worker prunes its results directory; and the previews of jobs that have ended.
     package func pruneResults(days: Int, count: Int) throws {
         try write { db in
+            // Previews of ended jobs are kept a minute, for the nodes still relaying the last ones.
+            try db.execute("DELETE FROM job_preview WHERE job_id IN (SELECT id FROM job WHERE state IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1)",
+                           [PGValue(now - 60)])
             if days > 0 { try db.execute("DELETE FROM job_result WHERE created_at < $1", [PGValue(now - Double(days) * 86400)]) }
             if count > 0 {
                 try db.execute("DELETE FROM job_result WHERE job_id IN (SELECT job_id FROM job_result ORDER BY created_at DESC OFFSET $1)",
@@ -69,16 +74,20 @@ extension PostgresJobStore {
                 INSERT INTO job_preview (job_id, step, total, png) VALUES ($1, $2, $3, $4)
                 ON CONFLICT (job_id) DO UPDATE SET step = excluded.step, total = excluded.total, png = excluded.png
                 """, [.text(preview.job), PGValue(preview.step), PGValue(preview.total), .bytes(png)])
-            try announce(ClusterMessage(node: node, job: preview.job, kind: .preview), db)
+            try announce(ClusterMessage(node: node, job: preview.job, kind: .preview, step: preview.step), db)
         }
     }
 
-    package func preview(of id: String) throws -> JobPreview? {
+    /// The latest preview of a running job (`job.preview`: an ended job has none, its result replaces
+    /// it); with `step`, that step's preview whatever the job's state now (a relayed preview whose job
+    /// ended meanwhile), nil once a newer one replaced it.
+    package func preview(of id: String, step: Int? = nil) throws -> JobPreview? {
         try write { db in
+            let condition = step == nil ? "job.state = 'running'" : "job_preview.step = $2"
             let rows = try db.execute("""
                 SELECT job_preview.step AS step, job_preview.total AS total, job_preview.png AS png FROM job_preview
-                JOIN job ON job.id = job_preview.job_id WHERE job_preview.job_id = $1 AND job.state = 'running'
-                """, [.text(id)])
+                JOIN job ON job.id = job_preview.job_id WHERE job_preview.job_id = $1 AND \(condition)
+                """, [.text(id)] + (step.map { [PGValue($0)] } ?? []))
             guard let step = rows.int(0, "step"), let total = rows.int(0, "total"), let png = rows.bytes(0, "png") else { return nil }
             return JobPreview(job: id, step: step, total: total, png: png.base64EncodedString())
         }
