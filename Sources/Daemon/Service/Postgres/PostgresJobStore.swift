@@ -56,6 +56,7 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
 
     /// Runs `body` in one transaction, under the lock; once more after a lost connection or a
     /// serialisation failure.
+    @discardableResult
     func write<T>(_ body: (PGConnection) throws -> T) throws -> T {
         lock.lock(); defer { lock.unlock() }
         do {
