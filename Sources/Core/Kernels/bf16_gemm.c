@@ -117,6 +117,72 @@ size_t xattn_bf16_packed_words(const xattn_bf16_packed *p) {
     return block_offset(p, blocks - 1) + (size_t)panel_count(p->lines, width_of(p)) * width_of(p) * block_pairs(p, blocks - 1);
 }
 
+#if XATTN_X86
+/// Transposes 16 rows of 16 words in place: r[j][i] ← r[i][j].
+__attribute__((target("avx512f")))
+static inline void transpose16x16(__m512i r[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    // u[4i + k], 128-bit lane L: element 4L + k of rows 4i … 4i + 3.
+    __m512i u[16];
+    for (int i = 0; i < 4; i++) {
+        u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    // Column 4L + k gathers lane L of u[k], u[4 + k], u[8 + k], u[12 + k].
+    for (int k = 0; k < 4; k++) {
+        const __m512i v1 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0x88), v2 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0xDD);
+        const __m512i w1 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0x88), w2 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0xDD);
+        r[k] = _mm512_shuffle_i32x4(v1, w1, 0x88);
+        r[8 + k] = _mm512_shuffle_i32x4(v1, w1, 0xDD);
+        r[4 + k] = _mm512_shuffle_i32x4(v2, w2, 0x88);
+        r[12 + k] = _mm512_shuffle_i32x4(v2, w2, 0xDD);
+    }
+}
+
+/// Depth-contiguous lines into a pair-major layout (the columns of B: word (pair, line) at
+/// pair·width + line): 16 lines × 16 pairs converted, transposed in registers and stored as 16
+/// whole vectors, instead of 256 words stored one by one 32 words apart (attention's
+/// probabilities, every call).
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
+static void pack_depth_contiguous_transposed(const float *source, ptrdiff_t line_stride, const xattn_bf16_packed *packed,
+                                             int first_panel, int end_panel) {
+    const int width = width_of(packed), lines = packed->lines, depth = packed->depth, kc = block_depth(packed);
+    for (int block = 0; block < block_count(packed); block++) {
+        const int pairs = block_pairs(packed, block);
+        const int start = block * kc;
+        const int count = depth - start < kc ? depth - start : kc;
+        uint32_t *base = packed->words + block_offset(packed, block);
+        for (int panel = first_panel; panel < end_panel; panel++) {
+            uint32_t *out = base + (size_t)panel * width * pairs;
+            for (int group = 0; group < width; group += 16) {
+                for (int p0 = 0; p0 < pairs; p0 += 16) {
+                    const int left = count - 2 * p0;
+                    const __mmask16 m0 = left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+                    const __mmask16 m1 = left >= 32 ? 0xFFFF : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
+                    __m512i r[16];
+                    for (int i = 0; i < 16; i++) {
+                        const int line = panel * width + group + i;
+                        if (line >= lines) { r[i] = _mm512_setzero_si512(); continue; }
+                        const float *run = source + line * line_stride + start + 2 * p0;
+                        const __m512 low = _mm512_maskz_loadu_ps(m0, run), high = _mm512_maskz_loadu_ps(m1, run + 16);
+                        r[i] = (__m512i)_mm512_cvtne2ps_pbh(high, low);
+                    }
+                    transpose16x16(r);
+                    const int n = pairs - p0 < 16 ? pairs - p0 : 16;
+                    for (int j = 0; j < n; j++) _mm512_storeu_si512(out + (size_t)(p0 + j) * width + group, r[j]);
+                }
+            }
+        }
+    }
+}
+#endif
+
 /// Depth-contiguous lines (rows of A, or Bᵀ stored by rows): each line's run of a depth block is
 /// converted at once into a small buffer, then its words are spread to their places in the panel.
 static int pack_depth_contiguous(const float *source, ptrdiff_t line_stride, const xattn_bf16_packed *packed,
@@ -124,6 +190,10 @@ static int pack_depth_contiguous(const float *source, ptrdiff_t line_stride, con
 #if XATTN_X86
     if (!xattn_cpu_has_avx512_bf16()) return 0;
     const int width = width_of(packed), lines = packed->lines, depth = packed->depth;
+    if (!line_major(packed) && width % 16 == 0) {
+        pack_depth_contiguous_transposed(source, line_stride, packed, first_panel, end_panel);
+        return 1;
+    }
     uint32_t run[XATTN_BF16_KC + 16];
     const int kc = block_depth(packed);
     for (int block = 0; block < block_count(packed); block++) {

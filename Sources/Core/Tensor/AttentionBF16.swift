@@ -3,6 +3,9 @@ import CKernels
 extension Attention {
     /// `run` with bf16 products (docs/PERFORMANCE.md, "Precision"); the softmax, the scale and the
     /// hook (contrast, ALGORITHM.md §8; recording, §9) see float probabilities exactly as in fp32.
+    /// Rows no hook reads take a shorter way on AVX512 CPUs: the exponentials stay unnormalised
+    /// (xattn_softmax_unnormalised, 16 lanes) and the output row is divided by their sum instead,
+    /// which saves a pass over the scores.
     /// K (as B's columns) and Vᵀ (as A's rows) are packed once per key/value item and head; per
     /// work item, Q's rows are packed, S = Q·Kᵀ, then P is packed as B's columns and Oᵀ = Vᵀ·Pᵀ, so
     /// a head of 40 channels fills 40 of 42 rows of the register tile (Pᵀ's 32-wide panels would
@@ -36,7 +39,8 @@ extension Attention {
             let b = item / blocks
             let first = (item % blocks) * block
             let rows = min(block, nq - first)
-            let scores = scratch.floats(rows * max(nk, d))
+            let scores = scratch.floats(rows * max(nk, d) + rows)
+            let inverse = scores + rows * max(nk, d)
             let words = scratch.words(max(BF16Gemm.words(lines: rows, depth: d, side: .rows),
                                           BF16Gemm.words(lines: rows, depth: nk, side: .columns)))
             let source = shape.keyValueSource[b]
@@ -46,7 +50,10 @@ extension Attention {
                 xattn_bf16_pack(q.at(batch: b, head: h) + first * q.tokenStride, q.tokenStride, 1, &queries, 0, Int32(rows))
                 BF16Gemm.multiplySerial(queries, key, aPanels: 0..<BF16Gemm.panels(queries), bPanels: 0..<BF16Gemm.panels(key),
                                         c: scores, ldc: nk, accumulate: false)
-                shape.probabilities(scores, batch: b, head: h, firstRow: first, rows: rows, keys: nk, hook: hooked[b] ? hook : nil)
+                if hooked[b] || shape.causal || !RowSoftmax.unnormalised(scores, rows: rows, width: nk, stride: nk, scale: shape.scale, inverse: inverse) {
+                    shape.probabilities(scores, batch: b, head: h, firstRow: first, rows: rows, keys: nk, hook: hooked[b] ? hook : nil)
+                    inverse.initialize(repeating: 1, count: rows)
+                }
                 var probabilities = BF16Gemm.layout(lines: rows, depth: nk, side: .columns, words: words)
                 xattn_bf16_pack(scores, nk, 1, &probabilities, 0, Int32(rows))
                 // Oᵀ [d, rows] into the score buffer (free again), then to the output's strides.
@@ -54,11 +61,20 @@ extension Attention {
                                         bPanels: 0..<BF16Gemm.panels(probabilities), c: scores, ldc: rows, accumulate: false)
                 let o = out.at(batch: b, head: h) + first * out.tokenStride
                 for r in 0..<rows {
-                    let row = o + r * out.tokenStride
-                    for i in 0..<d { row[i] = scores[i * rows + r] }
+                    let row = o + r * out.tokenStride, scale = inverse[r]
+                    for i in 0..<d { row[i] = scores[i * rows + r] * scale }
                 }
             }
         }
         withExtendedLifetime((keys, values)) {}
+    }
+}
+
+extension RowSoftmax {
+    /// Each row ← exp(scale·(x − max)), unnormalised, and inverse[row] ← 1 / Σ (16 lanes,
+    /// xattn_softmax_unnormalised); false, doing nothing, on a CPU without AVX512-BF16.
+    static func unnormalised(_ p: UnsafeMutablePointer<Float>, rows: Int, width: Int, stride: Int, scale: Float,
+                             inverse: UnsafeMutablePointer<Float>) -> Bool {
+        xattn_softmax_unnormalised(p, stride, Int32(rows), Int32(width), scale, inverse) != 0
     }
 }

@@ -14,6 +14,13 @@ extern "C" {
 /// 1 when the CPU executes AVX512F, AVX512BW and AVX512-BF16 and the OS saves the ZMM state.
 int xattn_cpu_has_avx512_bf16(void);
 
+/// Attention's softmax before a bf16 product, with the normalisation left to the caller: each of
+/// `rows` rows of `keys` scores (row stride `ld`) becomes exp(scale·(x − max)) in place, and
+/// 1 / Σ goes to inverse[row]; the caller scales the product with V by it (bf16 rounding is relative,
+/// 2⁻⁹ of the value, whether before or after the division). 16 lanes (AVX512F); returns 0, doing
+/// nothing, where xattn_cpu_has_avx512_bf16() is 0.
+int xattn_softmax_unnormalised(float *scores, ptrdiff_t ld, int rows, int keys, float scale, float *inverse);
+
 /// Round-to-nearest-even float → bfloat16 (the bits), as vcvtne2ps2bf16 does; NaN stays NaN.
 uint16_t xattn_bf16_from_float(float value);
 float xattn_float_from_bf16(uint16_t bits);
