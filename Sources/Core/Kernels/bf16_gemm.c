@@ -145,39 +145,27 @@ static inline void transpose16x16(__m512i r[16]) {
     }
 }
 
-/// Depth-contiguous lines into a pair-major layout (the columns of B: word (pair, line) at
-/// pair·width + line): 16 lines × 16 pairs converted, transposed in registers and stored as 16
-/// whole vectors, instead of 256 words stored one by one 32 words apart (attention's
-/// probabilities, every call).
+/// One panel of depth-contiguous lines into a pair-major layout (the columns of B: word (pair,
+/// line) at pair·width + line): 16 lines × 16 pairs converted, transposed in registers and stored
+/// as 16 whole vectors, instead of 256 words stored one by one `width` words apart (attention's
+/// probabilities, every call). `run`: the panel's lines from the block's first depth on.
 __attribute__((target("avx512f,avx512bw,avx512bf16")))
-static void pack_depth_contiguous_transposed(const float *source, ptrdiff_t line_stride, const xattn_bf16_packed *packed,
-                                             int first_panel, int end_panel) {
-    const int width = width_of(packed), lines = packed->lines, depth = packed->depth, kc = block_depth(packed);
-    for (int block = 0; block < block_count(packed); block++) {
-        const int pairs = block_pairs(packed, block);
-        const int start = block * kc;
-        const int count = depth - start < kc ? depth - start : kc;
-        uint32_t *base = packed->words + block_offset(packed, block);
-        for (int panel = first_panel; panel < end_panel; panel++) {
-            uint32_t *out = base + (size_t)panel * width * pairs;
-            for (int group = 0; group < width; group += 16) {
-                for (int p0 = 0; p0 < pairs; p0 += 16) {
-                    const int left = count - 2 * p0;
-                    const __mmask16 m0 = left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
-                    const __mmask16 m1 = left >= 32 ? 0xFFFF : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
-                    __m512i r[16];
-                    for (int i = 0; i < 16; i++) {
-                        const int line = panel * width + group + i;
-                        if (line >= lines) { r[i] = _mm512_setzero_si512(); continue; }
-                        const float *run = source + line * line_stride + start + 2 * p0;
-                        const __m512 low = _mm512_maskz_loadu_ps(m0, run), high = _mm512_maskz_loadu_ps(m1, run + 16);
-                        r[i] = (__m512i)_mm512_cvtne2ps_pbh(high, low);
-                    }
-                    transpose16x16(r);
-                    const int n = pairs - p0 < 16 ? pairs - p0 : 16;
-                    for (int j = 0; j < n; j++) _mm512_storeu_si512(out + (size_t)(p0 + j) * width + group, r[j]);
-                }
+static void pack_panel_transposed(const float *run, ptrdiff_t line_stride, int panel_lines, int count, int pairs,
+                                  int width, uint32_t *out) {
+    for (int group = 0; group < width; group += 16) {
+        for (int p0 = 0; p0 < pairs; p0 += 16) {
+            const int left = count - 2 * p0;
+            const __mmask16 m0 = left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+            const __mmask16 m1 = left >= 32 ? 0xFFFF : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
+            __m512i r[16];
+            for (int i = 0; i < 16; i++) {
+                if (group + i >= panel_lines) { r[i] = _mm512_setzero_si512(); continue; }
+                const float *line = run + (group + i) * line_stride + 2 * p0;
+                r[i] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, line + 16), _mm512_maskz_loadu_ps(m0, line));
             }
+            transpose16x16(r);
+            const int n = pairs - p0 < 16 ? pairs - p0 : 16;
+            for (int j = 0; j < n; j++) _mm512_storeu_si512(out + (size_t)(p0 + j) * width + group, r[j]);
         }
     }
 }
@@ -190,10 +178,7 @@ static int pack_depth_contiguous(const float *source, ptrdiff_t line_stride, con
 #if XATTN_X86
     if (!xattn_cpu_has_avx512_bf16()) return 0;
     const int width = width_of(packed), lines = packed->lines, depth = packed->depth;
-    if (!line_major(packed) && width % 16 == 0) {
-        pack_depth_contiguous_transposed(source, line_stride, packed, first_panel, end_panel);
-        return 1;
-    }
+    const int transposed = !line_major(packed) && width % 16 == 0;
     uint32_t run[XATTN_BF16_KC + 16];
     const int kc = block_depth(packed);
     for (int block = 0; block < block_count(packed); block++) {
@@ -203,6 +188,11 @@ static int pack_depth_contiguous(const float *source, ptrdiff_t line_stride, con
         uint32_t *base = packed->words + block_offset(packed, block);
         for (int panel = first_panel; panel < end_panel; panel++) {
             uint32_t *out = base + (size_t)panel * width * pairs;
+            if (transposed) {
+                const int panel_lines = lines - panel * width < width ? lines - panel * width : width;
+                pack_panel_transposed(source + panel * width * line_stride + start, line_stride, panel_lines, count, pairs, width, out);
+                continue;
+            }
             for (int w = 0; w < width; w++) {
                 const int line = panel * width + w;
                 if (line < lines) convert_run_avx512(source + line * line_stride + start, count, run);
