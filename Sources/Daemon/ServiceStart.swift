@@ -207,14 +207,3 @@ final class ServiceStart {
         return groups.prefix(Int(count)).contains(group)
     }
 }
-
-/// A value shared between threads (the admin group, changed by reloads, read per connection).
-final class LockedValue<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: T
-    init(_ value: T) { stored = value }
-    var value: T {
-        get { lock.lock(); defer { lock.unlock() }; return stored }
-        set { lock.lock(); stored = newValue; lock.unlock() }
-    }
-}

@@ -202,6 +202,23 @@ package protocol JobStore: AnyObject, Sendable {
     func addReport(_ report: FolderReport) throws -> FolderReport
     func unwrittenReports(folder: String) throws -> [FolderReport]
     func markReportWritten(_ id: Int64) throws
+
+    // What the nodes of a shared store share beyond the queue (README, "Several machines"). A store
+    // of one machine keeps none of it (the defaults below): its results are the worker's files, its
+    // previews the worker's memory, and there are no other nodes.
+    /// "sqlite" or "postgresql" (`daemon.status`).
+    var kind: String { get }
+    /// Keeps a succeeded job's image and sidecar where every node can fetch them.
+    func saveResult(_ id: String, png: Data, sidecar: Data) throws
+    func keptResult(of id: String) throws -> (png: Data, sidecar: Data)?
+    /// Drops kept results beyond the retention limits (days, count; 0 = unlimited).
+    func pruneResults(days: Int, count: Int) throws
+    /// A running job's latest kept preview; with `step`, that step's, whatever the job's state now.
+    func preview(of id: String, step: Int?) throws -> JobPreview?
+    /// Asks the node running `id` to stop it; that node's name, or nil when no node runs it.
+    func requestCancel(_ id: String) throws -> String?
+    /// Every node that has used the store (nil: a store of one machine).
+    func nodes() throws -> [NodeStatus]?
 }
 
 extension JobStore {
@@ -215,6 +232,12 @@ extension JobStore {
     /// Extends this node's claim on a running job; false when the job is no longer this node's. A
     /// store of one machine has no leases.
     package func renewLease(_ id: String) throws -> Bool { true }
+    package func saveResult(_ id: String, png: Data, sidecar: Data) throws {}
+    package func keptResult(of id: String) throws -> (png: Data, sidecar: Data)? { nil }
+    package func pruneResults(days: Int, count: Int) throws {}
+    package func preview(of id: String, step: Int?) throws -> JobPreview? { nil }
+    package func requestCancel(_ id: String) throws -> String? { nil }
+    package func nodes() throws -> [NodeStatus]? { nil }
 
     @discardableResult
     func finish(_ id: String, state: JobState, error: RPCErrorObject? = nil, resultPath: String? = nil) throws -> JobRecord {
@@ -225,11 +248,11 @@ extension JobStore {
         try list(states: states, limit: limit, owner: nil)
     }
 
-    /// A succeeded job's image and sidecar: from a shared store (it ran on any node), else from
+    /// A succeeded job's image and sidecar: kept by a shared store (it ran on any node), else from
     /// this machine's results directory; nil when it has none (or retention removed it).
     func resultFiles(of record: JobRecord) throws -> (png: Data, sidecar: Data?)? {
         guard record.jobState == .succeeded else { return nil }
-        if let shared = self as? PostgresJobStore { return try shared.keptResult(of: record.id).map { ($0.png, $0.sidecar) } }
+        if let kept = try keptResult(of: record.id) { return (kept.png, kept.sidecar) }
         guard let path = record.resultPath, let png = FileManager.default.contents(atPath: path) else { return nil }
         return (png, FileManager.default.contents(atPath: (path as NSString).deletingPathExtension + ".json"))
     }

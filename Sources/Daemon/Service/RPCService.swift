@@ -176,7 +176,7 @@ package final class RPCService: @unchecked Sendable {
             let job = try decode(JobReference.self, params).job
             try visible(job, caller)
             guard try store.get(job) != nil else { throw WireError.jobNotFound(job) }
-            return try JSONValue(encoding: JobPreviewResult(job: job, preview: try worker?.preview(of: job) ?? (store as? PostgresJobStore)?.preview(of: job)))
+            return try JSONValue(encoding: JobPreviewResult(job: job, preview: try worker?.preview(of: job) ?? store.preview(of: job, step: nil)))
         case .cancel:
             return try JSONValue(encoding: try cancel(try decode(JobReference.self, params).job, caller: caller))
         case .retry:
@@ -277,7 +277,7 @@ package final class RPCService: @unchecked Sendable {
             return JobAcknowledgement(job: info)
         case .running:
             // Here, or on the node running it (which stops at its next UNet pass).
-            let stopping = try worker?.cancel(job) == true || (store as? PostgresJobStore)?.requestCancel(job) != nil
+            let stopping = try worker?.cancel(job) == true || store.requestCancel(job) != nil
             guard stopping else { throw WireError.invalidState("job \(job) is ending") }
             return JobAcknowledgement(job: JobConversion.info(record))
         default:
@@ -301,15 +301,14 @@ package final class RPCService: @unchecked Sendable {
     /// cannot be reached (a shared database restarting), the status says so and answers from what
     /// this node knows.
     private func status() -> DaemonStatus {
-        let kind = store is PostgresJobStore ? "postgresql" : "sqlite"
-        var store = StoreStatus(databaseBytes: 0, resultBytes: 0, imageBytes: 0, imageLimit: self.store.maximumImageBytes, kind: kind, available: true)
+        var store = StoreStatus(databaseBytes: 0, resultBytes: 0, imageBytes: 0, imageLimit: self.store.maximumImageBytes, kind: self.store.kind, available: true)
         var (queued, paused, nodes): (Int, Bool, [NodeStatus]?) = (lastQueued.value, false, nil)
         do {
             let (images, database) = try self.store.usage()
             (store.imageBytes, store.databaseBytes) = (images, database)
             queued = try self.store.queuedCount()
             paused = self.store.isPaused
-            nodes = try (self.store as? PostgresJobStore)?.nodes()
+            nodes = try self.store.nodes()
             lastQueued.value = queued
         } catch {
             (store.available, store.error) = (false, WireError(from: error).message)
@@ -325,7 +324,7 @@ package final class RPCService: @unchecked Sendable {
     }
 
     /// The queue's length when the store last answered.
-    private let lastQueued = LockedCount()
+    private let lastQueued = LockedValue(0)
 
     /// Admins see every job, and everyone does on a daemon configured as a shared gallery.
     private func seesEverything(_ caller: Caller) -> Bool { caller.isAdmin || limits.sharedJobs }
@@ -351,12 +350,3 @@ package final class RPCService: @unchecked Sendable {
     }
 }
 
-/// A number shared between threads.
-final class LockedCount: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored = 0
-    var value: Int {
-        get { lock.lock(); defer { lock.unlock() }; return stored }
-        set { lock.lock(); stored = newValue; lock.unlock() }
-    }
-}

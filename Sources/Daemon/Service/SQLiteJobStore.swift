@@ -343,6 +343,8 @@ package final class SQLiteJobStore: JobStore, @unchecked Sendable {
         }
     }
 
+    package var kind: String { "sqlite" }
+
     package func get(_ id: String) throws -> JobRecord? { try pool.read { try JobRecord.fetchOne($0, key: id) } }
 
     /// Newest first; only `owner`'s jobs when given, with the number of others' jobs left out.

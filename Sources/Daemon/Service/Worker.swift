@@ -139,10 +139,10 @@ package final class Worker: @unchecked Sendable {
             return
         }
         logger.info("job ended", metadata: ["job_id": "\(job.id)", "state": "\(record.state)"])
-        pruneResults()
+        pruneResultFiles()
         do {
             try store.pruneImages(days: retention.days, count: retention.count)
-            try (store as? PostgresJobStore)?.pruneResults(days: retention.days, count: retention.count)
+            try store.pruneResults(days: retention.days, count: retention.count)
         } catch { logger.error("pruning job images or results failed: \(error)") }
         events.publish(job.id, .state(JobConversion.info(record)))
     }
@@ -183,7 +183,7 @@ package final class Worker: @unchecked Sendable {
     }
 
     /// Deletes results beyond the retention limits (oldest first), PNG and JSON together.
-    private func pruneResults() {
+    private func pruneResultFiles() {
         let (days, count) = retention
         let manager = FileManager.default
         guard let names = try? manager.contentsOfDirectory(atPath: resultsDirectory) else { return }
@@ -226,11 +226,9 @@ package final class Worker: @unchecked Sendable {
                 events.publish(job.id, .progress(ProgressNotification(job: job.id, progress: progress)))
             }, preview: previews.take)
             let written = try writeResult(job, result: result, options: options, inputs: inputs, files: files)
-            if let shared = store as? PostgresJobStore {
-                // Where every node can fetch it: a client of another node asks for it, a hot
-                // folder of another node delivers it.
-                try persistently("keeping the result of job \(job.id)") { try shared.saveResult(job.id, png: written.png, sidecar: written.sidecar) }
-            }
+            // On a shared store, where every node can fetch it: a client of another node asks for
+            // it, a hot folder of another node delivers it.
+            try persistently("keeping the result of job \(job.id)") { try store.saveResult(job.id, png: written.png, sidecar: written.sidecar) }
             return .success(written.path)
         } catch TransferError.cancelled {
             return .cancelled

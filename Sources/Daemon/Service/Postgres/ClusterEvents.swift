@@ -11,7 +11,9 @@ package final class ClusterEvents: @unchecked Sendable {
     let store: PostgresJobStore
     let events: EventHub
     let logger: Logger
-    private let listener: NotificationListener
+    private let url: String
+    private let password: String?
+    private var listener: NotificationListener?
     /// Messages go out in order on one queue: a worker never waits for the database.
     private let outbox = DispatchQueue(label: "xattn-cluster-outbox")
     private let lock = NSLock()
@@ -31,10 +33,7 @@ package final class ClusterEvents: @unchecked Sendable {
     static let heartbeatInterval = 10
 
     package init(store: PostgresJobStore, events: EventHub, url: String, password: String?, logger: Logger) {
-        (self.store, self.events, self.logger) = (store, events, logger)
-        var receive: ((channel: String, payload: String)?) -> Void = { _ in }
-        listener = NotificationListener(url: url, password: password) { receive($0) }
-        receive = { [weak self] in self?.receive($0) }
+        (self.store, self.events, self.logger, self.url, self.password) = (store, events, logger, url, password)
         events.relay { [weak self] job, event in self?.send(job, event) }
     }
 
@@ -45,21 +44,22 @@ package final class ClusterEvents: @unchecked Sendable {
     /// What the heartbeat reports: "starting", "ready" or "stopping", and the running job.
     package func reportState(_ provider: @escaping () -> (state: String, running: String?)) { lock.lock(); nodeState = provider; lock.unlock() }
 
-    package var isListening: Bool { listener.isListening }
+    package var isListening: Bool { lock.lock(); defer { lock.unlock() }; return listener?.isListening ?? false }
 
     package func start() {
+        let listener = NotificationListener(url: url, password: password) { [weak self] in self?.receive($0) }
         listener.start()
         let timer = DispatchSource.makeTimerSource(queue: outbox)
         timer.schedule(deadline: .now(), repeating: .seconds(Self.heartbeatInterval))
         timer.setEventHandler { [weak self] in self?.beat() }
         timer.resume()
-        lock.lock(); heartbeat = timer; lock.unlock()
+        lock.lock(); (heartbeat, self.listener) = (timer, listener); lock.unlock()
     }
 
     /// At an orderly stop: the row says "stopped", the listener ends.
     package func stop() {
-        lock.lock(); heartbeat?.cancel(); heartbeat = nil; lock.unlock()
-        listener.stop()
+        lock.lock(); heartbeat?.cancel(); heartbeat = nil; let listener = self.listener; lock.unlock()
+        listener?.stop()
         outbox.sync { try? store.heartbeat(state: "stopped", running: nil, startedAt: startedAt) }
     }
 

@@ -17,6 +17,7 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
     /// This node's name, stamped on the jobs it runs and the jobs and drops submitted here.
     package let node: String
     package var nodeName: String? { node }
+    package var kind: String { "postgresql" }
     /// The identity of the model this node has loaded (nil while it loads): jobs submitted here are
     /// for it, and this node claims only jobs for it (or for no model in particular).
     package var modelIdentity: String? {
@@ -158,14 +159,16 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
         Self.jobs(try db.execute("SELECT \(Self.jobColumns) FROM job WHERE id = $1\(forUpdate ? " FOR UPDATE" : "")", [.text(id)])).first
     }
 
-    /// Writes every mutable field of `r`.
-    private func update(_ r: JobRecord, _ db: PGConnection, node: String? = nil, lease: Double? = nil) throws {
+    /// Writes every mutable field of `r`. The job is not running after it (a claim is its own
+    /// statement), so its lease and any cancel asked of the run are cleared; the node that ran it
+    /// stays recorded.
+    private func update(_ r: JobRecord, _ db: PGConnection) throws {
         try db.execute("""
             UPDATE job SET state = $2, priority = $3, attempts = $4, started_at = $5, finished_at = $6, error = $7,
-                result_path = $8, abnormal_stops = $9, node = COALESCE($10, node), lease_expires = $11 WHERE id = $1
+                result_path = $8, abnormal_stops = $9, lease_expires = NULL, cancel_requested = false
+            WHERE id = $1
             """, [.text(r.id), .text(r.state), PGValue(r.priority), PGValue(r.attempts), PGValue(r.startedAt?.timeIntervalSince1970),
-                  PGValue(r.finishedAt?.timeIntervalSince1970), PGValue(r.error), PGValue(r.resultPath), PGValue(r.abnormalStops),
-                  PGValue(node), PGValue(lease)])
+                  PGValue(r.finishedAt?.timeIntervalSince1970), PGValue(r.error), PGValue(r.resultPath), PGValue(r.abnormalStops)])
     }
 
     var now: Double { clock().timeIntervalSince1970 }
@@ -303,7 +306,6 @@ package final class PostgresJobStore: JobStore, @unchecked Sendable {
             record.resultPath = resultPath
             if state == .queued { record.startedAt = nil }
             try update(record, db)
-            try db.execute("UPDATE job SET cancel_requested = false WHERE id = $1", [.text(id)])
             if state == .queued { try db.execute("NOTIFY \(Self.channel)") }
             return record
         }

@@ -120,7 +120,7 @@ extension PostgresJobStore {
     /// Seconds without a heartbeat after which a node shows as offline.
     static let offlineAfter = 45.0
 
-    package func nodes() throws -> [NodeStatus] {
+    package func nodes() throws -> [NodeStatus]? {
         try write { db in
             let rows = try db.execute("SELECT name, model, state, running, last_seen FROM node ORDER BY name")
             return (0..<rows.count).map { r in
