@@ -121,7 +121,7 @@ let package = Package(
 
         .testTarget(
             name: "CoreTests",
-            dependencies: ["Core", "Wire"],
+            dependencies: ["Core", "Wire", "CKernels"],
             path: "Tests/CoreTests",
             swiftSettings: engineSettings
         ),

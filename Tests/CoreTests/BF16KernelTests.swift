@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Core
+import CKernels
 
 /// The bf16 products (Sources/Core/Kernels) against a float64 oracle, and the AVX512-BF16 kernel
 /// against the portable one that forms the same sums.
@@ -34,7 +35,8 @@ import Testing
     }
 
     static func product(_ a: Tensor, _ b: Tensor, kernel: BF16Gemm.Kernel = BF16Gemm.kernel, portable: Bool = false,
-                        accumulateOnto start: [Float]? = nil) -> [Float] {
+                        accumulateOnto start: [Float]? = nil, shape: [Int] = [m, n, k]) -> [Float] {
+        let (m, n, k) = (shape[0], shape[1], shape[2])
         let packedA = a.withUnsafePointer { PackedBF16(source: $0, lineStride: k, depthStride: 1, lines: m, depth: k, side: .rows, kernel: kernel) }
         let packedB = b.withUnsafePointer { PackedBF16(source: $0, lineStride: 1, depthStride: n, lines: n, depth: k, side: .columns, kernel: kernel) }
         var c = start ?? [Float](repeating: .nan, count: m * n)
@@ -54,10 +56,14 @@ import Testing
     /// (the standard recursive-summation bound). So |C − C₆₄| ≤ (2⁻⁷ + 2⁻¹⁶ + k·2⁻²⁴)·Σ|a||b|.
     /// Against the oracle of the bf16-rounded operands only the accumulation term remains.
     /// For AMX the order of the sums inside a tile step is the hardware's, so only the bound holds.
-    @Test(arguments: kernels) func matchesFloat64OracleWithinTheBound(kernel: BF16Gemm.Kernel) {
-        let (m, n, k) = (Self.m, Self.n, Self.k)
+    /// Shapes: the partial one above, and two where the AMX kernel walks A's panels in its outer loop
+    /// (more rows than columns per call): split along B's panels on two or more threads (each call
+    /// gets A's 7 panels and one of B's), and whole on one thread.
+    @Test(arguments: kernels, [[m, n, k], [100, 300, 517], [300, 100, 517]])
+    func matchesFloat64OracleWithinTheBound(kernel: BF16Gemm.Kernel, shape: [Int]) {
+        let (m, n, k) = (shape[0], shape[1], shape[2])
         let a = testTensor([m, k], seed: 11), b = testTensor([k, n], seed: 12)
-        let c = Self.product(a, b, kernel: kernel)
+        let c = Self.product(a, b, kernel: kernel, shape: shape)
         let exact = Self.oracle(a.scalars, b.scalars, m: m, n: n, k: k, round: false)
         let rounded = Self.oracle(a.scalars, b.scalars, m: m, n: n, k: k, round: true)
         let summation = Double(k) * 0x1p-24
@@ -80,7 +86,7 @@ import Testing
         #expect(Self.product(a, b, kernel: .avx512) == Self.product(a, b, kernel: .avx512, portable: true))
     }
 
-    /// The portable kernel reads AMX's layout (rows line by line, pairs rounded up to 16, depth
+    /// The portable kernel reads AMX's layout (rows in 16×16-word tiles, pairs rounded up to 16, depth
     /// blocks of 512) as well: the same sums, grouped by other blocks, so equal to rounding.
     @Test func portableKernelReadsEveryLayout() {
         let a = testTensor([Self.m, Self.k], seed: 13), b = testTensor([Self.k, Self.n], seed: 14)
@@ -168,6 +174,33 @@ func xattn_bf16_from_float_bits(_ x: Float) -> UInt16 { BF16Gemm.roundToBF16(x) 
             m[row * ho * wo + oy * wo + ox] = iy >= 0 && iy < h && ix >= 0 && ix < w ? x[(c * h + iy) * w + ix] : 0
         } } } } }
         return (m, ho, wo)
+    }
+
+    /// The fused unfold-and-pack against packing the float im2col, word for word, in every kernel's
+    /// layout: a part of the positions (from 17, 70 lines: a partial panel), a depth of 549 (three
+    /// vector-kernel blocks, the last with 19 pairs: a partial group of unfolded pairs; two AMX blocks).
+    @Test(arguments: [BF16Gemm.Kernel.portable, .avx512, .amx])
+    func unfoldedPackingMatchesEveryLayout(kernel: BF16Gemm.Kernel) {
+        let (cin, h, w, first, lines) = (61, 12, 11, 17, 70)
+        var state: UInt64 = 99
+        func random() -> Float { state = state &* 6364136223846793005 &+ 1442695040888963407; return Float(Int64(bitPattern: state >> 11) % 2001 - 1000) / 500 }
+        let x = (0..<(cin * h * w)).map { _ in random() }
+        let (matrix, _, wo) = Self.unfolded(x, cin: cin, h: h, w: w, k: 3, stride: 1, padding: .uniform(1))
+        let n = h * w, depth = cin * 9
+        let expected = matrix.withUnsafeBufferPointer {
+            PackedBF16(source: $0.baseAddress! + first, lineStride: 1, depthStride: n, lines: lines, depth: depth, side: .columns, kernel: kernel)
+        }
+        let fused = PackedBF16(lines: lines, depth: depth, side: .columns, kernel: kernel)
+        var scratch = [Float](repeating: .nan, count: xattn_bf16_unfold_scratch(Int32(lines)))
+        x.withUnsafeBufferPointer { image in
+            var geometry = xattn_conv_geometry(image: image.baseAddress!, channels: Int32(cin), height: Int32(h), width: Int32(w),
+                                               kernel_h: 3, kernel_w: 3, stride: 1, pad_top: 1, pad_left: 1, out_width: Int32(wo))
+            var layout = fused.layout
+            xattn_bf16_pack_unfolded(&geometry, Int32(first), &scratch, &layout)
+        }
+        let count = BF16Gemm.words(expected.layout)
+        let differing = (0..<count).filter { fused.layout.words[$0] != expected.layout.words[$0] }
+        #expect(differing.isEmpty, "\(differing.count) of \(count) words differ, the first at \(differing.first ?? 0)")
     }
 
     /// A 3×3 convolution as the UNet's (stride 1, padding 1) and its downsampler's (stride 2, padding

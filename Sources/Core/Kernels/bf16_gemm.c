@@ -104,12 +104,12 @@ int xattn_bf16_is_faster(void) {
 #endif
 }
 
-int xattn_bf16_width(int kernel, int side) {
-    if (side == XATTN_BF16_COLUMNS) return 32;
-    return kernel == XATTN_BF16_AMX ? 16 : 14;
-}
-
 #include "bf16_layout.h"
+
+int xattn_bf16_width(int kernel, int side) {
+    const xattn_bf16_packed shape = {.side = side, .kernel = kernel};
+    return width_of(&shape);
+}
 
 size_t xattn_bf16_packed_words(const xattn_bf16_packed *p) {
     const int blocks = block_count(p);
@@ -178,7 +178,7 @@ static int pack_depth_contiguous(const float *source, ptrdiff_t line_stride, con
 #if XATTN_X86
     if (!xattn_cpu_has_avx512_bf16()) return 0;
     const int width = width_of(packed), lines = packed->lines, depth = packed->depth;
-    const int transposed = !line_major(packed) && width % 16 == 0;
+    const int transposed = !tiled_rows(packed) && width % 16 == 0;
     uint32_t run[XATTN_BF16_KC + 16];
     const int kc = block_depth(packed);
     for (int block = 0; block < block_count(packed); block++) {
@@ -197,7 +197,9 @@ static int pack_depth_contiguous(const float *source, ptrdiff_t line_stride, con
                 const int line = panel * width + w;
                 if (line < lines) convert_run_avx512(source + line * line_stride + start, count, run);
                 else memset(run, 0, sizeof run);
-                if (line_major(packed)) memcpy(out + (size_t)w * pairs, run, sizeof(uint32_t) * pairs);
+                if (tiled_rows(packed)) {
+                    for (int q = 0; q < pairs; q += 16) memcpy(out + word_index(packed, pairs, q, w), run + q, 16 * sizeof(uint32_t));
+                }
                 else for (int p = 0; p < pairs; p++) out[p * width + w] = run[p];
             }
         }
@@ -306,8 +308,71 @@ typedef struct __attribute__((packed)) {
     uint8_t rows[16];
 } tile_config;
 
-/// C tile (rows × cols of it real) in or out through a 16×16 buffer when it is partial or when C
-/// must be read; full tiles that start from zero go straight to C.
+/// One 32×32 corner of C (two A panels × one B panel, fewer at the edges) over one depth block:
+/// four C tiles, A's two panels and B's two halves in the other four. A C tile that is partial or
+/// must be read goes through a 16×16 buffer; whole tiles that start from zero go straight to C.
+__attribute__((target("amx-tile,amx-bf16,avx512f")))
+static inline void amx_corner(const uint32_t *a0, int a_rows, const uint32_t *b_panel, int b_cols, int pairs,
+                              float *corner, ptrdiff_t ldc, int first, float buffer[4][16 * 16]) {
+    const int two = a_rows > 16;
+    const int rows[2] = {a_rows < 16 ? a_rows : 16, a_rows - 16 < 0 ? 0 : a_rows - 16 < 16 ? a_rows - 16 : 16};
+    const int cols[2] = {b_cols < 16 ? b_cols : 16, b_cols - 16 < 0 ? 0 : b_cols - 16 < 16 ? b_cols - 16 : 16};
+    const uint32_t *a1 = a0 + (size_t)16 * pairs;
+#define XATTN_TILE_IN(t, r, h)                                                                          \
+    do {                                                                                                \
+        float *origin = corner + (ptrdiff_t)(r) * 16 * ldc + (h) * 16;                                    \
+        if (first || rows[r] == 0 || cols[h] == 0) _tile_zero(t);                                         \
+        else if (rows[r] == 16 && cols[h] == 16) _tile_loadd(t, origin, ldc * 4);                         \
+        else {                                                                                          \
+            memset(buffer[t], 0, sizeof buffer[t]);                                                      \
+            for (int i = 0; i < rows[r]; i++) memcpy(buffer[t] + i * 16, origin + i * ldc, sizeof(float) * cols[h]); \
+            _tile_loadd(t, buffer[t], 64);                                                               \
+        }                                                                                               \
+    } while (0)
+#define XATTN_TILE_OUT(t, r, h)                                                                         \
+    do {                                                                                                \
+        float *origin = corner + (ptrdiff_t)(r) * 16 * ldc + (h) * 16;                                    \
+        if (rows[r] == 16 && cols[h] == 16) _tile_stored(t, origin, ldc * 4);                            \
+        else if (rows[r] > 0 && cols[h] > 0) {                                                           \
+            _tile_stored(t, buffer[t], 64);                                                              \
+            for (int i = 0; i < rows[r]; i++) memcpy(origin + i * ldc, buffer[t] + i * 16, sizeof(float) * cols[h]); \
+        }                                                                                               \
+    } while (0)
+    XATTN_TILE_IN(0, 0, 0); XATTN_TILE_IN(1, 0, 1);
+    if (two) { XATTN_TILE_IN(2, 1, 0); XATTN_TILE_IN(3, 1, 1); }
+    // A's panels hold 16×16-word tiles one after another (bf16_layout.h): one contiguous KiB each.
+    for (int p = 0; p < pairs; p += 16) {
+        _tile_loadd(4, a0 + (size_t)p * 16, 64);
+        _tile_loadd(6, b_panel + (size_t)p * 32, 128);
+        _tile_loadd(7, b_panel + (size_t)p * 32 + 16, 128);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        if (two) {
+            _tile_loadd(5, a1 + (size_t)p * 16, 64);
+            _tile_dpbf16ps(2, 5, 6);
+            _tile_dpbf16ps(3, 5, 7);
+        }
+    }
+    XATTN_TILE_OUT(0, 0, 0); XATTN_TILE_OUT(1, 0, 1);
+    if (two) { XATTN_TILE_OUT(2, 1, 0); XATTN_TILE_OUT(3, 1, 1); }
+#undef XATTN_TILE_IN
+#undef XATTN_TILE_OUT
+}
+
+/// The corner of C at A's panels ap, ap + 1 (when below a_end) and B's panel bp, in one depth block.
+__attribute__((target("amx-tile,amx-bf16,avx512f")))
+static inline void amx_corner_at(const xattn_bf16_packed *a, const xattn_bf16_packed *b, const uint32_t *a_block,
+                                 const uint32_t *b_block, int pairs, int ap, int a_end, int bp, float *c, ptrdiff_t ldc,
+                                 int first, float buffer[4][16 * 16]) {
+    const int below = a->lines - ap * 16;
+    const int a_rows = ap + 1 < a_end ? below : below < 16 ? below : 16;
+    amx_corner(a_block + (size_t)ap * 16 * pairs, a_rows, b_block + (size_t)bp * 32 * pairs, b->lines - bp * 32, pairs,
+               c + (ptrdiff_t)ap * 16 * ldc + bp * 32, ldc, first, buffer);
+}
+
+/// Per depth block, the operand whose block is larger is walked once, panel by panel, in the outer
+/// loop (its panel stays in L1 while the inner loop runs); the smaller block is walked in the inner
+/// loop once per outer panel and stays in L2.
 __attribute__((target("amx-tile,amx-bf16,avx512f")))
 static void gemm_amx(const xattn_bf16_packed *a, const xattn_bf16_packed *b, int a_first, int a_end, int b_first, int b_end,
                      float *c, ptrdiff_t ldc, int accumulate) {
@@ -317,60 +382,19 @@ static void gemm_amx(const xattn_bf16_packed *a, const xattn_bf16_packed *b, int
     for (int t = 0; t < 8; t++) { config.rows[t] = 16; config.bytes_per_row[t] = 64; }
     _tile_loadconfig(&config);
     float buffer[4][16 * 16];
+    const int a_outer = (a_end - a_first) * 16 > (b_end - b_first) * 32;
     for (int block = 0; block < block_count(a); block++) {
         const int pairs = block_pairs(a, block);
         const int first = block == 0 && !accumulate;
         const uint32_t *a_block = a->words + block_offset(a, block), *b_block = b->words + block_offset(b, block);
-        for (int bp = b_first; bp < b_end; bp++) {
-            const uint32_t *b_panel = b_block + (size_t)bp * 32 * pairs;
-            const int left = b->lines - bp * 32;
-            const int cols[2] = {left < 16 ? left : 16, left - 16 < 0 ? 0 : left - 16 < 16 ? left - 16 : 16};
-            for (int ap = a_first; ap < a_end; ap += 2) {
-                const int two = ap + 1 < a_end;
-                const int above = a->lines - ap * 16;
-                const int rows[2] = {above < 16 ? above : 16, !two ? 0 : above - 16 < 16 ? above - 16 : 16};
-                const uint32_t *a0 = a_block + (size_t)ap * 16 * pairs, *a1 = a0 + (size_t)16 * pairs;
-                float *corner = c + (ptrdiff_t)ap * 16 * ldc + bp * 32;
-                // Start: zero, or C's values (straight from C when the tile is whole).
-#define XATTN_TILE_IN(t, r, h)                                                                          \
-                do {                                                                                    \
-                    float *origin = corner + (ptrdiff_t)(r) * 16 * ldc + (h) * 16;                        \
-                    if (first || rows[r] == 0 || cols[h] == 0) _tile_zero(t);                             \
-                    else if (rows[r] == 16 && cols[h] == 16) _tile_loadd(t, origin, ldc * 4);             \
-                    else {                                                                              \
-                        memset(buffer[t], 0, sizeof buffer[t]);                                          \
-                        for (int i = 0; i < rows[r]; i++)                                                \
-                            memcpy(buffer[t] + i * 16, origin + i * ldc, sizeof(float) * cols[h]);       \
-                        _tile_loadd(t, buffer[t], 64);                                                   \
-                    }                                                                                   \
-                } while (0)
-                XATTN_TILE_IN(0, 0, 0); XATTN_TILE_IN(1, 0, 1);
-                if (two) { XATTN_TILE_IN(2, 1, 0); XATTN_TILE_IN(3, 1, 1); }
-                for (int p = 0; p < pairs; p += 16) {
-                    _tile_loadd(4, a0 + p, pairs * 4);
-                    _tile_loadd(6, b_panel + (size_t)p * 32, 128);
-                    _tile_loadd(7, b_panel + (size_t)p * 32 + 16, 128);
-                    _tile_dpbf16ps(0, 4, 6);
-                    _tile_dpbf16ps(1, 4, 7);
-                    if (two) {
-                        _tile_loadd(5, a1 + p, pairs * 4);
-                        _tile_dpbf16ps(2, 5, 6);
-                        _tile_dpbf16ps(3, 5, 7);
-                    }
-                }
-#define XATTN_TILE_OUT(t, r, h)                                                                         \
-                do {                                                                                    \
-                    float *origin = corner + (ptrdiff_t)(r) * 16 * ldc + (h) * 16;                        \
-                    if (rows[r] == 16 && cols[h] == 16) _tile_stored(t, origin, ldc * 4);                \
-                    else if (rows[r] > 0 && cols[h] > 0) {                                               \
-                        _tile_stored(t, buffer[t], 64);                                                  \
-                        for (int i = 0; i < rows[r]; i++)                                                \
-                            memcpy(origin + i * ldc, buffer[t] + i * 16, sizeof(float) * cols[h]);       \
-                    }                                                                                   \
-                } while (0)
-                XATTN_TILE_OUT(0, 0, 0); XATTN_TILE_OUT(1, 0, 1);
-                if (two) { XATTN_TILE_OUT(2, 1, 0); XATTN_TILE_OUT(3, 1, 1); }
-            }
+        if (a_outer) {
+            for (int ap = a_first; ap < a_end; ap += 2)
+                for (int bp = b_first; bp < b_end; bp++)
+                    amx_corner_at(a, b, a_block, b_block, pairs, ap, a_end, bp, c, ldc, first, buffer);
+        } else {
+            for (int bp = b_first; bp < b_end; bp++)
+                for (int ap = a_first; ap < a_end; ap += 2)
+                    amx_corner_at(a, b, a_block, b_block, pairs, ap, a_end, bp, c, ldc, first, buffer);
         }
     }
     _tile_release();

@@ -13,10 +13,14 @@
 #endif
 #endif
 
-static inline int width_of(const xattn_bf16_packed *p) { return xattn_bf16_width(p->kernel, p->side); }
+/// Lines per panel (xattn_bf16_width), inline: packers ask it per panel and pair.
+static inline int width_of(const xattn_bf16_packed *p) {
+    return p->side == XATTN_BF16_COLUMNS ? 32 : p->kernel == XATTN_BF16_AMX ? 16 : 14;
+}
 static inline int panel_count(int lines, int width) { return (lines + width - 1) / width; }
 static inline int pair_multiple(const xattn_bf16_packed *p) { return p->kernel == XATTN_BF16_AMX ? 16 : 1; }
-static inline int line_major(const xattn_bf16_packed *p) { return p->kernel == XATTN_BF16_AMX && p->side == XATTN_BF16_ROWS; }
+/// AMX's rows: 16 pairs of one line are adjacent (a tile row), tiles of 16 lines one after another.
+static inline int tiled_rows(const xattn_bf16_packed *p) { return p->kernel == XATTN_BF16_AMX && p->side == XATTN_BF16_ROWS; }
 
 /// Depth per block: 256 for the vector kernel (a B panel of 16 KiB stays in L1), 512 for AMX
 /// (fewer passes of the C tiles through memory; A's 16-row panel is then 16 KiB, B's 32 KiB).
@@ -38,7 +42,7 @@ static inline int block_count(const xattn_bf16_packed *p) { return (p->depth + b
 
 /// Where word (pair, line w of the panel) goes inside a panel of `pairs` pairs.
 static inline size_t word_index(const xattn_bf16_packed *p, int pairs, int pair, int w) {
-    return line_major(p) ? (size_t)w * pairs + pair : (size_t)pair * width_of(p) + w;
+    return tiled_rows(p) ? ((size_t)(pair / 16) * width_of(p) + w) * 16 + pair % 16 : (size_t)pair * width_of(p) + w;
 }
 
 #if XATTN_X86
@@ -80,9 +84,14 @@ static inline void pack_panel_pair(const xattn_bf16_packed *packed, uint32_t *ou
         const int line = panel * width + w;
 #if XATTN_X86
         if (vector && stride == 1 && even && line + 16 <= lines && w + 16 <= width) {
-            uint32_t words[16];
-            pack_pairs16_avx512(even + line, odd ? odd + line : NULL, words);
-            for (int i = 0; i < 16; i++) out[word_index(packed, pairs, p, w + i)] = words[i];
+            if (!tiled_rows(packed)) {
+                // Pair-major: the 16 words are adjacent, one vector store.
+                pack_pairs16_avx512(even + line, odd ? odd + line : NULL, out + word_index(packed, pairs, p, w));
+            } else {
+                uint32_t words[16];
+                pack_pairs16_avx512(even + line, odd ? odd + line : NULL, words);
+                for (int i = 0; i < 16; i++) out[word_index(packed, pairs, p, w + i)] = words[i];
+            }
             w += 16;
             continue;
         }

@@ -40,24 +40,38 @@ static void unfold_row(const xattn_conv_geometry *g, int d, int first, int count
     }
 }
 
+size_t xattn_bf16_unfold_scratch(int lines) { return (size_t)2 * XATTN_BF16_UNFOLD_PAIRS * (lines > 0 ? lines : 0); }
+
 void xattn_bf16_pack_unfolded(const xattn_conv_geometry *g, int first_position, float *scratch, const xattn_bf16_packed *packed) {
     const int width = width_of(packed), lines = packed->lines, depth = packed->depth, panels = panel_count(lines, width);
-    float *even_row = scratch, *odd_row = scratch + lines;
 #if XATTN_X86
     const int vector = xattn_cpu_has_avx512_bf16();
 #else
     const int vector = 0;
 #endif
+    // A group of pairs is unfolded first (2·XATTN_BF16_UNFOLD_PAIRS rows, ~22 KB for a 352-line
+    // item), then written panel by panel: each panel receives one contiguous run of the group's
+    // pairs. Pair by pair across all panels instead, the stores went to lines a panel (tens of KiB)
+    // apart, the same few L1 sets, and each pair's store missed.
     for (int block = 0; block < block_count(packed); block++) {
         const int pairs = block_pairs(packed, block);
         uint32_t *base = packed->words + block_offset(packed, block);
-        for (int p = 0; p < pairs; p++) {
-            const int d = block * block_depth(packed) + 2 * p;
-            const float *even = NULL, *odd = NULL;
-            if (d < depth) { unfold_row(g, d, first_position, lines, even_row); even = even_row; }
-            if (d + 1 < depth) { unfold_row(g, d + 1, first_position, lines, odd_row); odd = odd_row; }
+        for (int p0 = 0; p0 < pairs; p0 += XATTN_BF16_UNFOLD_PAIRS) {
+            const int group = pairs - p0 < XATTN_BF16_UNFOLD_PAIRS ? pairs - p0 : XATTN_BF16_UNFOLD_PAIRS;
+            const float *rows[2 * XATTN_BF16_UNFOLD_PAIRS];
+            for (int r = 0; r < 2 * group; r++) {
+                const int d = block * block_depth(packed) + 2 * p0 + r;
+                rows[r] = NULL;
+                if (d < depth) {
+                    float *row = scratch + (size_t)r * lines;
+                    unfold_row(g, d, first_position, lines, row);
+                    rows[r] = row;
+                }
+            }
             for (int panel = 0; panel < panels; panel++)
-                pack_panel_pair(packed, base + (size_t)panel * width * pairs, pairs, p, panel, even, odd, 1, vector);
+                for (int q = 0; q < group; q++)
+                    pack_panel_pair(packed, base + (size_t)panel * width * pairs, pairs, p0 + q, panel,
+                                    rows[2 * q], rows[2 * q + 1], 1, vector);
         }
     }
 }

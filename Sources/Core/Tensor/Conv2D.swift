@@ -138,7 +138,7 @@ struct ConvGeometry {
                 var geometry = xattn_conv_geometry(image: source, channels: Int32(cin), height: Int32(h), width: Int32(w),
                                                    kernel_h: Int32(kh), kernel_w: Int32(kw), stride: Int32(stride),
                                                    pad_top: Int32(padding.top), pad_left: Int32(padding.left), out_width: Int32(wo))
-                xattn_bf16_pack_unfolded(&geometry, Int32(start), scratch.floats(2 * size), &packed)
+                xattn_bf16_pack_unfolded(&geometry, Int32(start), scratch.floats(xattn_bf16_unfold_scratch(Int32(size))), &packed)
                 BF16Gemm.multiplySerial(weight, packed, aPanels: 0..<BF16Gemm.panels(weight), bPanels: 0..<BF16Gemm.panels(packed),
                                         c: y, ldc: n, accumulate: bias != nil)
                 return

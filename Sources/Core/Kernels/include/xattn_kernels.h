@@ -46,8 +46,8 @@ int xattn_bf16_is_faster(void);
 /// xattn_bf16_width(kernel, side) lines (lines past `lines` are zero). A 32-bit word holds a pair of
 /// depths (2p, 2p+1) of one line as bf16, low half first (zero past the end). Inside a block, panel by
 /// panel, words go pair by pair (each pair: the panel's lines in order), except AMX's rows, which go
-/// line by line (each line: its pairs), as a tile row holds them. For AMX, a block's pairs are
-/// rounded up to 16 with zeros.
+/// in tiles: for each 16 pairs, the panel's 16 lines one after another (each line: its 16 pairs), the
+/// contiguous KiB one tile load reads. For AMX, a block's pairs are rounded up to 16 with zeros.
 typedef struct {
     int lines;
     int depth;
@@ -78,7 +78,10 @@ typedef struct {
 
 /// Packs the unfolded input's columns first_position..<first_position + packed->lines (lines = output
 /// positions, depth = channels·kernel_h·kernel_w, side XATTN_BF16_COLUMNS) into `packed`: the same
-/// words as unfolding into floats and calling xattn_bf16_pack. `scratch` holds 2·lines floats.
+/// words as unfolding into floats and calling xattn_bf16_pack. `scratch` holds
+/// xattn_bf16_unfold_scratch(lines) floats (XATTN_BF16_UNFOLD_PAIRS pairs of unfolded rows).
+enum { XATTN_BF16_UNFOLD_PAIRS = 8 };
+size_t xattn_bf16_unfold_scratch(int lines);
 void xattn_bf16_pack_unfolded(const xattn_conv_geometry *geometry, int first_position, float *scratch,
                               const xattn_bf16_packed *packed);
 
