@@ -178,7 +178,9 @@ func xattn_bf16_from_float_bits(_ x: Float) -> UInt16 { BF16Gemm.roundToBF16(x) 
 
     /// The fused unfold-and-pack against packing the float im2col, word for word, in every kernel's
     /// layout: a part of the positions (from 17, 70 lines: a partial panel), a depth of 549 (three
-    /// vector-kernel blocks, the last with 19 pairs: a partial group of unfolded pairs; two AMX blocks).
+    /// vector-kernel blocks, the last with 19 pairs: a partial group of unfolded pairs; two AMX
+    /// blocks), packed whole and one depth block at a time into each block's own operand (as the
+    /// convolution does).
     @Test(arguments: [BF16Gemm.Kernel.portable, .avx512, .amx])
     func unfoldedPackingMatchesEveryLayout(kernel: BF16Gemm.Kernel) {
         let (cin, h, w, first, lines) = (61, 12, 11, 17, 70)
@@ -190,24 +192,36 @@ func xattn_bf16_from_float_bits(_ x: Float) -> UInt16 { BF16Gemm.roundToBF16(x) 
         let expected = matrix.withUnsafeBufferPointer {
             PackedBF16(source: $0.baseAddress! + first, lineStride: 1, depthStride: n, lines: lines, depth: depth, side: .columns, kernel: kernel)
         }
-        let fused = PackedBF16(lines: lines, depth: depth, side: .columns, kernel: kernel)
+        let whole = PackedBF16(lines: lines, depth: depth, side: .columns, kernel: kernel)
+        let byBlocks = PackedBF16(lines: lines, depth: depth, side: .columns, kernel: kernel)
         var scratch = [Float](repeating: .nan, count: xattn_bf16_unfold_scratch(Int32(lines)))
+        var blocks: Int32 = 0
         x.withUnsafeBufferPointer { image in
             var geometry = xattn_conv_geometry(image: image.baseAddress!, channels: Int32(cin), height: Int32(h), width: Int32(w),
                                                kernel_h: 3, kernel_w: 3, stride: 1, pad_top: 1, pad_left: 1, out_width: Int32(wo))
-            var layout = fused.layout
-            xattn_bf16_pack_unfolded(&geometry, Int32(first), &scratch, &layout)
+            var layout = whole.layout
+            xattn_bf16_pack_unfolded(&geometry, Int32(first), 0, &scratch, &layout)
+            var target = byBlocks.layout
+            blocks = xattn_bf16_depth_blocks(&target)
+            for block in 0..<blocks {
+                var part = xattn_bf16_depth_block(&target, block)
+                xattn_bf16_pack_unfolded(&geometry, Int32(first), block * xattn_bf16_block_depth(kernel.rawValue), &scratch, &part)
+            }
         }
+        #expect(blocks == (kernel == .amx ? 2 : 3))
         let count = BF16Gemm.words(expected.layout)
-        let differing = (0..<count).filter { fused.layout.words[$0] != expected.layout.words[$0] }
-        #expect(differing.isEmpty, "\(differing.count) of \(count) words differ, the first at \(differing.first ?? 0)")
+        for packed in [whole, byBlocks] {
+            let differing = (0..<count).filter { packed.layout.words[$0] != expected.layout.words[$0] }
+            #expect(differing.isEmpty, "\(differing.count) of \(count) words differ, the first at \(differing.first ?? 0)")
+        }
     }
 
     /// A 3×3 convolution as the UNet's (stride 1, padding 1) and its downsampler's (stride 2, padding
-    /// right and bottom only), on maps large enough for the per-panel path, odd channel counts.
-    @Test(arguments: [(5, 24, 26, 1, Padding2D.uniform(1)), (7, 40, 38, 2, Padding2D(top: 0, left: 0, bottom: 1, right: 1))])
-    func fusedPackingEqualsUnfoldThenPack(cin: Int, h: Int, w: Int, stride: Int, padding: Padding2D) throws {
-        let cout = 19
+    /// right and bottom only), odd channel counts: maps of several runs of positions, and a small map
+    /// with 150 output channels, whose work items split the channels as well.
+    @Test(arguments: [(5, 24, 26, 1, Padding2D.uniform(1), 19), (7, 40, 38, 2, Padding2D(top: 0, left: 0, bottom: 1, right: 1), 19),
+                      (130, 9, 7, 1, Padding2D.uniform(1), 150)])
+    func fusedPackingEqualsUnfoldThenPack(cin: Int, h: Int, w: Int, stride: Int, padding: Padding2D, cout: Int) throws {
         var state: UInt64 = 12345
         func random() -> Float { state = state &* 6364136223846793005 &+ 1442695040888963407; return Float(Int64(bitPattern: state >> 11) % 2001 - 1000) / 500 }
         let x = (0..<(cin * h * w)).map { _ in random() }, weights = (0..<(cout * cin * 9)).map { _ in random() }

@@ -111,6 +111,21 @@ int xattn_bf16_width(int kernel, int side) {
     return width_of(&shape);
 }
 
+int xattn_bf16_depth_blocks(const xattn_bf16_packed *packed) { return block_count(packed); }
+
+int xattn_bf16_block_depth(int kernel) {
+    const xattn_bf16_packed shape = {.kernel = kernel};
+    return block_depth(&shape);
+}
+
+xattn_bf16_packed xattn_bf16_depth_block(const xattn_bf16_packed *packed, int block) {
+    xattn_bf16_packed part = *packed;
+    const int rest = packed->depth - block * block_depth(packed);
+    part.depth = rest < block_depth(packed) ? rest : block_depth(packed);
+    part.words = packed->words + block_offset(packed, block);
+    return part;
+}
+
 size_t xattn_bf16_packed_words(const xattn_bf16_packed *p) {
     const int blocks = block_count(p);
     if (blocks == 0) return 0;

@@ -42,7 +42,8 @@ static void unfold_row(const xattn_conv_geometry *g, int d, int first, int count
 
 size_t xattn_bf16_unfold_scratch(int lines) { return (size_t)2 * XATTN_BF16_UNFOLD_PAIRS * (lines > 0 ? lines : 0); }
 
-void xattn_bf16_pack_unfolded(const xattn_conv_geometry *g, int first_position, float *scratch, const xattn_bf16_packed *packed) {
+void xattn_bf16_pack_unfolded(const xattn_conv_geometry *g, int first_position, int first_depth, float *scratch,
+                              const xattn_bf16_packed *packed) {
     const int width = width_of(packed), lines = packed->lines, depth = packed->depth, panels = panel_count(lines, width);
 #if XATTN_X86
     const int vector = xattn_cpu_has_avx512_bf16();
@@ -64,7 +65,7 @@ void xattn_bf16_pack_unfolded(const xattn_conv_geometry *g, int first_position, 
                 rows[r] = NULL;
                 if (d < depth) {
                     float *row = scratch + (size_t)r * lines;
-                    unfold_row(g, d, first_position, lines, row);
+                    unfold_row(g, first_depth + d, first_position, lines, row);
                     rows[r] = row;
                 }
             }

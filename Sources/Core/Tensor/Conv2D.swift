@@ -111,9 +111,13 @@ struct ConvGeometry {
         let pool = ComputePool.shared
         let n = positions
         let minimumPanel = 64
+        if case let .bf16(weight) = product, !isPointwise {
+            runBF16ByDepthBlocks(x: x, weight: weight, bias: bias, out: out, batch: batch, cout: cout)
+            return
+        }
         let packsPanels: Bool
         if case .bf16 = product { packsPanels = true } else { packsPanels = false }
-        // sgemm reads a pointwise input in place; the bf16 path packs it per panel like any other.
+        // sgemm reads a pointwise input in place; bf16 packs it per panel.
         if (isPointwise && !packsPanels) || n / pool.preferredSplit < minimumPanel {
             runWholeImages(x: x, product: product, bias: bias, out: out, batch: batch, cout: cout)
             return
@@ -131,18 +135,6 @@ struct ConvGeometry {
             let source = x + image * cin * h * w
             let y = out + image * cout * n + start
             fillBias(bias, y, rows: cout, count: size, stride: n)
-            if case let .bf16(weight) = product, !isPointwise {
-                // Unfolded straight into the packed layout: no float im2col matrix in between.
-                var packed = BF16Gemm.layout(lines: size, depth: k, side: .columns,
-                                             words: scratch.words(BF16Gemm.words(lines: size, depth: k, side: .columns)))
-                var geometry = xattn_conv_geometry(image: source, channels: Int32(cin), height: Int32(h), width: Int32(w),
-                                                   kernel_h: Int32(kh), kernel_w: Int32(kw), stride: Int32(stride),
-                                                   pad_top: Int32(padding.top), pad_left: Int32(padding.left), out_width: Int32(wo))
-                xattn_bf16_pack_unfolded(&geometry, Int32(start), scratch.floats(xattn_bf16_unfold_scratch(Int32(size))), &packed)
-                BF16Gemm.multiplySerial(weight, packed, aPanels: 0..<BF16Gemm.panels(weight), bPanels: 0..<BF16Gemm.panels(packed),
-                                        c: y, ldc: n, accumulate: bias != nil)
-                return
-            }
             let columns: UnsafePointer<Float>, ldb: Int
             if isPointwise {
                 (columns, ldb) = (source + start, n)
@@ -251,7 +243,7 @@ struct ConvGeometry {
         }
     }
 
-    private func fillBias(_ bias: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>, rows: Int, count: Int, stride: Int) {
+    func fillBias(_ bias: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>, rows: Int, count: Int, stride: Int) {
         guard let bias else { return }
         for r in 0..<rows { (y + r * stride).initialize(repeating: bias[r], count: count) }
     }

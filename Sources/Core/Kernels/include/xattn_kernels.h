@@ -77,13 +77,21 @@ typedef struct {
 } xattn_conv_geometry;
 
 /// Packs the unfolded input's columns first_position..<first_position + packed->lines (lines = output
-/// positions, depth = channels·kernel_h·kernel_w, side XATTN_BF16_COLUMNS) into `packed`: the same
-/// words as unfolding into floats and calling xattn_bf16_pack. `scratch` holds
-/// xattn_bf16_unfold_scratch(lines) floats (XATTN_BF16_UNFOLD_PAIRS pairs of unfolded rows).
+/// positions, side XATTN_BF16_COLUMNS) and its depths first_depth..<first_depth + packed->depth
+/// (depth d = (channel·kernel_h + ky)·kernel_w + kx) into `packed`: the same words as unfolding into
+/// floats and calling xattn_bf16_pack. `scratch` holds xattn_bf16_unfold_scratch(lines) floats
+/// (XATTN_BF16_UNFOLD_PAIRS pairs of unfolded rows).
 enum { XATTN_BF16_UNFOLD_PAIRS = 8 };
 size_t xattn_bf16_unfold_scratch(int lines);
-void xattn_bf16_pack_unfolded(const xattn_conv_geometry *geometry, int first_position, float *scratch,
+void xattn_bf16_pack_unfolded(const xattn_conv_geometry *geometry, int first_position, int first_depth, float *scratch,
                               const xattn_bf16_packed *packed);
+
+/// A packed operand's depth blocks: how many, the depth of a full one for `kernel` (XATTN_BF16_KC,
+/// AMX twice that), and block `block` alone as an operand of its own (its words inside `packed`'s),
+/// so that products and packing can go one depth block at a time.
+int xattn_bf16_depth_blocks(const xattn_bf16_packed *packed);
+int xattn_bf16_block_depth(int kernel);
+xattn_bf16_packed xattn_bf16_depth_block(const xattn_bf16_packed *packed, int block);
 
 /// C[i][j] (=|+=) Σ_k A[i][k]·B[k][j] over bf16 operands with float accumulation, for A's panels
 /// a_panels and B's panels b_panels (half-open panel index ranges), C row-major with row stride ldc.
