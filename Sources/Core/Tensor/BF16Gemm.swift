@@ -146,8 +146,9 @@ public enum BF16Gemm {
         withExtendedLifetime((a, b)) {}
     }
 
+    /// `alongA`: split A's panels among the items (nil: the side with more panels).
     static func multiply(_ a: xattn_bf16_packed, _ b: xattn_bf16_packed, c: UnsafeMutablePointer<Float>, ldc: Int,
-                         accumulate: Bool, pool: ComputePool = .shared) {
+                         accumulate: Bool, alongA: Bool? = nil, pool: ComputePool = .shared) {
         let aPanels = panels(a), bPanels = panels(b)
         let flops = Int(a.lines) * Int(b.lines) * Int(a.depth)
         let threads = pool.preferredSplit
@@ -156,7 +157,7 @@ public enum BF16Gemm {
             return
         }
         // A few chunks per thread, for balance; chunks are whole panels.
-        let alongA = aPanels >= bPanels
+        let alongA = alongA ?? (aPanels >= bPanels)
         let panels = alongA ? aPanels : bPanels
         let chunk = max(1, panels / (threads * 3))
         pool.parallelFor((panels + chunk - 1) / chunk) { part in
@@ -169,24 +170,28 @@ public enum BF16Gemm {
 
 extension BF16Gemm {
     /// C[lines, n] (=|+=) A·B where A's lines come as floats (element (l, d) at
-    /// source[l·lineStride + d·depthStride]) and are packed here, B is packed. Many lines: work items
-    /// of at most 280 lines, each packing its own lines into its thread's scratch; few lines (text
-    /// tokens): pack once, split along B.
+    /// source[l·lineStride + d·depthStride]) and are packed here, B is packed. Work items of at most
+    /// 20 panels of lines, each packing its own lines into its thread's scratch and reading all of B; or, when
+    /// that would read B more than reading A once per item along B would read A (few lines, or a wide
+    /// B: the feed-forward layers' 2560–10240 outputs), A packed once and the items split along B.
+    /// Both counts are per unit of depth: items × B's lines against B's lines + items × A's lines.
     static func multiply(rowsOf source: UnsafePointer<Float>, lineStride: Int, depthStride: Int, lines: Int,
                          _ b: xattn_bf16_packed, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
                          pool: ComputePool = .shared) {
         let depth = Int(b.depth), width = Int(xattn_bf16_width(b.kernel, PackedBF16.Side.rows.code))
         let aPanels = (lines + width - 1) / width
         let threads = pool.preferredSplit
-        guard aPanels >= 4 * threads else {
+        let chunk = min(20, max(1, aPanels / (3 * threads)))
+        let itemsAlongA = (aPanels + chunk - 1) / chunk
+        let readsAlongA = itemsAlongA * Int(b.lines), readsAlongB = Int(b.lines) + 3 * threads * lines
+        guard aPanels >= 4 * threads, readsAlongA <= readsAlongB else {
             let a = PackedBF16(source: source, lineStride: lineStride, depthStride: depthStride, lines: lines, depth: depth,
                                side: .rows, kernel: Kernel(rawValue: b.kernel) ?? .portable, pool: pool)
-            multiply(a.layout, b, c: c, ldc: ldc, accumulate: accumulate, pool: pool)
+            multiply(a.layout, b, c: c, ldc: ldc, accumulate: accumulate, alongA: false, pool: pool)
             withExtendedLifetime(a) {}
             return
         }
-        let chunk = min(20, max(1, aPanels / (3 * threads)))
-        pool.parallelFor((aPanels + chunk - 1) / chunk) { part, scratch in
+        pool.parallelFor(itemsAlongA) { part, scratch in
             let first = part * chunk * width
             let count = min(lines - first, chunk * width)
             let kernel = Kernel(rawValue: b.kernel) ?? .portable
