@@ -124,6 +124,45 @@ import CKernels
         #expect(pack(byDepth, lineStride: 1, depthStride: lines) == pack(byLine, lineStride: k, depthStride: 1))
     }
 
+    /// The softmax of scores stored by key, packed straight into B's columns (attention's rows no
+    /// hook reads), against a float64 softmax packed by the ordinary packer, in both bf16 layouts:
+    /// 37 query lines (a full panel and 5 lines of another, whose other lines must be zero words)
+    /// and 517 keys (odd: a zero odd half; past one AMX depth block of 512 and two vector ones of
+    /// 256). Each bf16 half within one bf16 unit in the last place (2⁻⁷ relative) of the float64
+    /// value's rounding: the exponential's own error (≤ 2.2·10⁻⁷ relative) can move a value across a
+    /// rounding boundary, nothing more; 1/Σ within 10⁻⁵ relative (measured ≤ 2·10⁻⁷).
+    @Test(.enabled(if: BF16Gemm.vectorKernelIsSupported), arguments: [BF16Gemm.Kernel.avx512, .amx])
+    func softmaxPackedByKeyMatchesFloat64(kernel: BF16Gemm.Kernel) throws {
+        let (lines, keys, scale): (Int, Int, Float) = (37, 517, 0.35)
+        let byKey = testTensor([keys, lines], seed: 23).scalars.map { $0 * 9 }
+        var expected = [Float](repeating: 0, count: keys * lines), sums = [Double](repeating: 0, count: lines)
+        for l in 0..<lines {
+            let top = (0..<keys).map { Double(byKey[$0 * lines + l]) }.max() ?? 0
+            for j in 0..<keys {
+                let e = Foundation.exp(Double(scale) * (Double(byKey[j * lines + l]) - top))
+                expected[j * lines + l] = Float(e); sums[l] += e
+            }
+        }
+        let reference = expected.withUnsafeBufferPointer {
+            PackedBF16(source: $0.baseAddress!, lineStride: 1, depthStride: lines, lines: lines, depth: keys, side: .columns, kernel: kernel)
+        }
+        let packed = PackedBF16(lines: lines, depth: keys, side: .columns, kernel: kernel)
+        var inverse = [Float](repeating: .nan, count: lines), layout = packed.layout
+        #expect(xattn_softmax_pack_columns(byKey, lines, Int32(keys), scale, &layout, &inverse) == 1)
+        func halves(_ word: UInt32) -> [Double] { [Self.bf16(Float(bitPattern: word << 16)), Self.bf16(Float(bitPattern: word & 0xFFFF_0000))] }
+        var worst = 0.0, mismatched = 0
+        for i in 0..<BF16Gemm.words(reference.layout) {
+            for (got, want) in zip(halves(packed.layout.words[i]), halves(reference.layout.words[i])) {
+                if want == 0 { if got != 0 { mismatched += 1 }; continue }
+                worst = max(worst, abs(got - want) / want)
+            }
+        }
+        #expect(mismatched == 0, "\(mismatched) values where zeros belong")
+        #expect(worst <= 0x1p-7, "largest relative difference \(worst)")
+        let worstSum = (0..<lines).map { abs(Double(inverse[$0]) * sums[$0] - 1) }.max() ?? .nan
+        #expect(worstSum <= 1e-5, "1/Σ off by \(worstSum)")
+    }
+
     /// The 16-lane softmax of bf16 attention (unnormalised exponentials and 1/Σ) against a float64
     /// softmax: within 2·10⁻⁶ relative per probability (the polynomial's error is ~2⁻²³; the sum's
     /// float rounding over 4099 terms adds a few ulps; measured ≤ 3.6·10⁻⁷), at widths that end in a

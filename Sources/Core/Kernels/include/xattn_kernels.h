@@ -62,6 +62,14 @@ int xattn_bf16_width(int kernel, int side);
 /// Words needed for a packed operand.
 size_t xattn_bf16_packed_words(const xattn_bf16_packed *layout);
 
+/// Attention's unnormalised softmax (xattn_softmax_unnormalised) for scores stored by key —
+/// scores_t[key·ld + line], as the product K·Qᵀ leaves them — written straight into `packed` (side
+/// XATTN_BF16_COLUMNS, lines = query lines, depth = keys) as bf16 pairs of keys, with inverse[line] ← 1 / Σ over the unrounded exponentials: one
+/// pass for the maxima, one that exponentiates, sums and packs (no float probabilities written).
+/// Returns 0, doing nothing, where xattn_cpu_has_avx512_bf16() is 0.
+int xattn_softmax_pack_columns(const float *scores_t, ptrdiff_t ld, int keys, float scale, const xattn_bf16_packed *packed,
+                               float *inverse);
+
 /// Packs element (line l, depth d) = source[l * line_stride + d * depth_stride] into `packed`
 /// (whose fields are set by the caller), lines first_line..<end_line only, so threads can pack
 /// panels of one operand side by side (bounds multiples of the width, or the end).
