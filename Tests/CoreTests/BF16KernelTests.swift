@@ -258,9 +258,11 @@ func xattn_bf16_from_float_bits(_ x: Float) -> UInt16 { BF16Gemm.roundToBF16(x) 
     /// A 3×3 convolution as the UNet's (stride 1, padding 1) and its downsampler's (stride 2, padding
     /// right and bottom only), odd channel counts, through both schedules (ConvBF16.swift): a map of
     /// 18 runs of 256 positions (depth blocks per run, up to 9 threads), and small maps packed once
-    /// whose work items split the output channels (150 of them in the last case, three AMX blocks).
+    /// whose work items split the output channels (150 of them, three AMX blocks; and 70: five
+    /// panels in either layout, which four parts of two panels would leave one part empty).
     @Test(arguments: [(5, 72, 64, 1, Padding2D.uniform(1), 19), (5, 24, 26, 1, Padding2D.uniform(1), 19),
-                      (7, 40, 38, 2, Padding2D(top: 0, left: 0, bottom: 1, right: 1), 19), (130, 9, 7, 1, Padding2D.uniform(1), 150)])
+                      (7, 40, 38, 2, Padding2D(top: 0, left: 0, bottom: 1, right: 1), 19), (130, 9, 7, 1, Padding2D.uniform(1), 150),
+                      (9, 8, 8, 1, Padding2D.uniform(1), 70)])
     func fusedPackingEqualsUnfoldThenPack(cin: Int, h: Int, w: Int, stride: Int, padding: Padding2D, cout: Int) throws {
         var state: UInt64 = 12345
         func random() -> Float { state = state &* 6364136223846793005 &+ 1442695040888963407; return Float(Int64(bitPattern: state >> 11) % 2001 - 1000) / 500 }

@@ -57,8 +57,9 @@ extension ConvGeometry {
         let weightBlocks = Self.depthBlocks(weight), columnBlocks = Self.depthBlocks(columns.layout)
         let blockDepth = Int(xattn_bf16_block_depth(weight.kernel))
         let rowPanels = BF16Gemm.panels(weight), rowWidth = BF16Gemm.width(weight)
-        let parts = min(2 * pool.preferredSplit, rowPanels)
-        let panelsPerPart = (rowPanels + parts - 1) / parts
+        // Parts of whole panels, none empty (5 panels in 4 parts: 2, 2, 1 — three parts).
+        let panelsPerPart = (rowPanels + 2 * pool.preferredSplit - 1) / (2 * pool.preferredSplit)
+        let parts = (rowPanels + panelsPerPart - 1) / panelsPerPart
         for image in 0..<batch {
             pool.parallelFor(columnBlocks.count) { block, scratch in
                 var geometry = unfoldGeometry(x, image: image)
@@ -68,7 +69,6 @@ extension ConvGeometry {
             let y = out + image * cout * n
             pool.parallelFor(parts) { part, _ in
                 let panels = (part * panelsPerPart)..<min(rowPanels, (part + 1) * panelsPerPart)
-                guard !panels.isEmpty else { return }
                 let firstRow = panels.lowerBound * rowWidth, rows = min(cout, panels.upperBound * rowWidth) - firstRow
                 if let bias { fillBias(bias + firstRow, y + firstRow * n, rows: rows, count: n, stride: n) }
                 for (block, (a, b)) in zip(weightBlocks, columnBlocks).enumerated() {
