@@ -9,8 +9,8 @@ extension Attention {
     /// columns empty), and is copied into the output transposed.
     /// Rows no hook reads take a shorter way on AVX512 CPUs: the exponentials stay unnormalised and
     /// the output row is divided by their sum instead. Their scores are computed by key, Sᵀ = K·Qᵀ
-    /// (K as A's rows, Q as B's columns), so that the softmax runs down columns, 16 query lines per
-    /// vector, and writes P's packed bf16 words directly (xattn_softmax_pack_columns): no float
+    /// (K as A's rows, Q as B's columns), so that the softmax runs down columns, 32 query lines (two
+    /// vectors) per pass, and writes P's packed bf16 words directly (xattn_softmax_pack_columns): no float
     /// probabilities are stored, read back and transposed. Hooked rows keep S = Q·Kᵀ (K as B's
     /// columns) and the float softmax the hooks read.
     static func runBF16(_ q: AttentionOperand, _ k: AttentionOperand, _ v: AttentionOperand, _ out: AttentionOutput,
@@ -20,7 +20,7 @@ extension Attention {
         let used = Array(Set(shape.keyValueSource)).sorted()
         let hooked = shape.hooked(by: hook)
         // Rows no hook reads (on AVX512 CPUs): scores by key, Sᵀ = K·Qᵀ, whose softmax runs down
-        // columns 16 query lines at a time and writes P's packed words itself.
+        // columns 32 query lines at a time and writes P's packed words itself.
         let byKey = (0..<shape.batch).map { !hooked[$0] && !shape.causal && BF16Gemm.vectorKernelIsSupported }
         var keys = [PackedBF16?](repeating: nil, count: shape.keyValueBatches * heads)
         var keyRows = keys, values = keys
