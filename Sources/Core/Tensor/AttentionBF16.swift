@@ -70,10 +70,9 @@ extension Attention {
                     xattn_bf16_pack(query, q.tokenStride, 1, &queries, 0, Int32(rows))
                     BF16Gemm.multiplySerial(queries, key, aPanels: 0..<BF16Gemm.panels(queries), bPanels: 0..<BF16Gemm.panels(key),
                                             c: scores, ldc: nk, accumulate: false)
-                    if hooked[b] || shape.causal || !RowSoftmax.unnormalised(scores, rows: rows, width: nk, stride: nk, scale: shape.scale, inverse: inverse) {
-                        shape.probabilities(scores, batch: b, head: h, firstRow: first, rows: rows, keys: nk, hook: hooked[b] ? hook : nil)
-                        inverse.initialize(repeating: 1, count: rows)
-                    }
+                    // Hooked or causal rows, or no AVX-512 here (else the row went by key): normalised.
+                    shape.probabilities(scores, batch: b, head: h, firstRow: first, rows: rows, keys: nk, hook: hooked[b] ? hook : nil)
+                    inverse.initialize(repeating: 1, count: rows)
                     xattn_bf16_pack(scores, nk, 1, &probabilities, 0, Int32(rows))
                 } else {
                     continue
@@ -89,14 +88,5 @@ extension Attention {
             }
         }
         withExtendedLifetime((keys, keyRows, values)) {}
-    }
-}
-
-extension RowSoftmax {
-    /// Each row ← exp(scale·(x − max)), unnormalised, and inverse[row] ← 1 / Σ (16 lanes,
-    /// xattn_softmax_unnormalised); false, doing nothing, on a CPU without AVX512-BF16.
-    static func unnormalised(_ p: UnsafeMutablePointer<Float>, rows: Int, width: Int, stride: Int, scale: Float,
-                             inverse: UnsafeMutablePointer<Float>) -> Bool {
-        xattn_softmax_unnormalised(p, stride, Int32(rows), Int32(width), scale, inverse) != 0
     }
 }
