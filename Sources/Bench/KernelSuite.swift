@@ -64,6 +64,12 @@ enum KernelSuite {
         compute("self_attention", "B2 H8 4096x4096 d40", flops: 2 * 2 * 2.0 * 8 * 4096 * 4096 * 40) {
             _ = Attention.attention(q: q, k: k, v: v, heads: 8)
         }
+        // The path of layers a probability hook reads (§8's contrast, §9's recorder): scores,
+        // softmax and hook, then P·V, instead of the fused kernel.
+        let passThrough = AttentionProbabilityHook(appliesTo: { _ in true }) { _ in }
+        compute("self_attention_hooked", "B2 H8 4096x4096 d40", flops: 2 * 2 * 2.0 * 8 * 4096 * 4096 * 40) {
+            _ = Attention.attention(q: q, k: k, v: v, heads: 8, hook: passThrough)
+        }
         if Precision.bf16IsSupported {
             compute("self_attention_bf16", "B2 H8 4096x4096 d40", flops: 2 * 2 * 2.0 * 8 * 4096 * 4096 * 40) {
                 _ = Attention.attention(q: q, k: k, v: v, heads: 8, precision: .bf16)

@@ -163,30 +163,6 @@ import CKernels
         #expect(worstSum <= 1e-5, "1/Σ off by \(worstSum)")
     }
 
-    /// The 16-lane softmax of bf16 attention (unnormalised exponentials and 1/Σ) against a float64
-    /// softmax: within 2·10⁻⁶ relative per probability (the polynomial's error is ~2⁻²³; the sum's
-    /// float rounding over 4099 terms adds a few ulps; measured ≤ 3.6·10⁻⁷), at widths that end in a
-    /// partial vector.
-    @Test(arguments: [37, 4099])
-    func unnormalisedSoftmaxMatchesFloat64(width: Int) throws {
-        let rows = 3, scale: Float = 0.35
-        let source = testTensor([rows, width], seed: 21).scalars.map { $0 * 9 }
-        var values = source, inverse = [Float](repeating: 0, count: rows)
-        guard RowSoftmax.unnormalised(&values, rows: rows, width: width, stride: width, scale: scale, inverse: &inverse) else { return }
-        for r in 0..<rows {
-            let row = source[(r * width)..<((r + 1) * width)].map { Double($0) * Double(scale) }
-            let top = row.max() ?? 0
-            let exps = row.map { Foundation.exp($0 - top) }
-            let total = exps.reduce(0, +)
-            var worst = 0.0
-            for j in 0..<width {
-                let expected = exps[j] / total, got = Double(values[r * width + j] * inverse[r])
-                worst = max(worst, abs(got - expected) / expected)
-            }
-            #expect(worst <= 2e-6, "row \(r): relative error \(worst)")
-        }
-    }
-
     /// Round to nearest, ties to even, as vcvtne2ps2bf16; NaN stays NaN.
     @Test func conversionRoundsToNearestEven() {
         #expect(xattn_bf16_from_float_bits(1.0) == 0x3F80)

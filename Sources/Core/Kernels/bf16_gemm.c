@@ -13,7 +13,8 @@
 #define XATTN_X86 1
 #endif
 
-static int probe_avx512_bf16(void) {
+/// 0: no AVX-512 here; 1: AVX512F and AVX512BW with the ZMM state saved by the OS; 2: also AVX512-BF16.
+static int probe_avx512(void) {
 #if XATTN_X86
     unsigned eax, ebx, ecx, edx;
     if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return 0;
@@ -26,22 +27,26 @@ static int probe_avx512_bf16(void) {
     if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return 0;
     int avx512f = (ebx >> 16) & 1, avx512bw = (ebx >> 30) & 1;
     if (!avx512f || !avx512bw) return 0;
-    if (!__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) return 0;
-    return (eax >> 5) & 1;  // AVX512_BF16
+    if (!__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) return 1;
+    return (eax >> 5) & 1 ? 2 : 1;  // AVX512_BF16
 #else
     return 0;
 #endif
 }
 
-int xattn_cpu_has_avx512_bf16(void) {
+static int avx512_level(void) {
     static int known = -1;  // -1: not probed yet; a race only probes twice
     int value = __atomic_load_n(&known, __ATOMIC_RELAXED);
     if (value < 0) {
-        value = probe_avx512_bf16();
+        value = probe_avx512();
         __atomic_store_n(&known, value, __ATOMIC_RELAXED);
     }
     return value;
 }
+
+int xattn_cpu_has_avx512(void) { return avx512_level() >= 1; }
+
+int xattn_cpu_has_avx512_bf16(void) { return avx512_level() >= 2; }
 
 uint16_t xattn_bf16_from_float(float value) {
     uint32_t bits;

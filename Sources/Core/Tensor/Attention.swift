@@ -1,3 +1,5 @@
+import CKernels
+
 /// A block of attention probability rows handed to an `AttentionProbabilityHook`: rows
 /// firstRow..<firstRow+rowCount of head `head` of batch item `batch`, each `keyCount` wide
 /// (softmax already applied), stored contiguously with row stride `keyCount`.
@@ -113,9 +115,11 @@ public enum Attention {
         return min(fit, balanced, max(queries, 1))
     }
 
-    /// Work item = (batch item, block of query rows); inside it every head in order:
+    /// Work item = (batch item, block of query rows); inside it every head in order. Rows no hook
+    /// reads, on AVX-512 CPUs: the fused kernel (`xattn_attention_f32`: scores, online softmax and
+    /// the product with V a block of keys at a time, nothing written but the output). Otherwise
     /// S = (1/√d)·Q_blk·Kᵀ (sgemm into scratch [rows, Nk]), row softmax, hook, O_blk = P·V (sgemm
-    /// straight into the output at its strides; rows no hook reads are normalised there instead). Scratch is one score block per thread, whatever
+    /// straight into the output at its strides). Scratch is one score block per thread, whatever
     /// the batch size or token count.
     static func run(_ q: AttentionOperand, _ k: AttentionOperand, _ v: AttentionOperand, _ out: AttentionOutput,
                     _ shape: AttentionShape, _ hook: AttentionProbabilityHook?) {
@@ -123,36 +127,33 @@ public enum Attention {
         let block = rowBlock(keys: nk, queries: nq, batch: shape.batch, threads: ComputePool.shared.threadCount)
         let blocks = (nq + block - 1) / block
         let hooked = shape.hooked(by: hook)
+        let fusable = !shape.causal && xattn_cpu_has_avx512() != 0
         ComputePool.shared.parallelFor(shape.batch * blocks) { item, scratch in
             let b = item / blocks
             let first = (item % blocks) * block
             let rows = min(block, nq - first)
-            let scores = scratch.floats(rows * nk + rows)
-            let inverse = scores + rows * nk
             let source = shape.keyValueSource[b]
+            if fusable && !hooked[b] {
+                let work = scratch.floats(xattn_attention_f32_scratch(Int32(d)))
+                for h in 0..<shape.heads {
+                    let fused = xattn_attention_f32(
+                        q.at(batch: b, head: h) + first * q.tokenStride, q.tokenStride, k.at(batch: source, head: h), k.tokenStride,
+                        v.at(batch: source, head: h), v.tokenStride, out.at(batch: b, head: h) + first * out.tokenStride,
+                        out.tokenStride, Int32(rows), Int32(nk), Int32(d), shape.scale, work)
+                    precondition(fused != 0, "xattn_attention_f32 refused a shape it takes")
+                }
+                return
+            }
+            let scores = scratch.floats(rows * nk)
             for h in 0..<shape.heads {
                 let qBlock = q.at(batch: b, head: h) + first * q.tokenStride
                 // [rows, d] × [Nk, d]ᵀ → [rows, Nk]; the 1/√d scale is applied inside the softmax.
                 Gemm.sgemmSerial(qBlock, .normal, lda: q.tokenStride, k.at(batch: source, head: h), .transposed,
                                  ldb: k.tokenStride, scores, ldc: nk, m: rows, n: nk, k: d)
-                // Rows no hook reads, on AVX-512 CPUs: the same exponentials (the same constants),
-                // left unnormalised, and each output row divided by its sum after the product — one
-                // pass over the scores fewer; the result moves by float rounding only.
-                let normalised = hooked[b] || shape.causal
-                    || !RowSoftmax.unnormalised(scores, rows: rows, width: nk, stride: nk, scale: shape.scale, inverse: inverse)
-                if normalised {
-                    shape.probabilities(scores, batch: b, head: h, firstRow: first, rows: rows, keys: nk, hook: hooked[b] ? hook : nil)
-                }
+                shape.probabilities(scores, batch: b, head: h, firstRow: first, rows: rows, keys: nk, hook: hooked[b] ? hook : nil)
                 // [rows, Nk] × [Nk, d] → [rows, d] at the output's strides.
-                let o = out.at(batch: b, head: h) + first * out.tokenStride
                 Gemm.sgemmSerial(scores, .normal, lda: nk, v.at(batch: source, head: h), .normal, ldb: v.tokenStride,
-                                 o, ldc: out.tokenStride, m: rows, n: d, k: nk)
-                if !normalised {
-                    for r in 0..<rows {
-                        let row = o + r * out.tokenStride, factor = inverse[r]
-                        for i in 0..<d { row[i] *= factor }
-                    }
-                }
+                                 out.at(batch: b, head: h) + first * out.tokenStride, ldc: out.tokenStride, m: rows, n: d, k: nk)
             }
         }
     }

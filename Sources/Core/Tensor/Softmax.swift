@@ -1,5 +1,3 @@
-import CKernels
-
 /// Softmax over rows, the primitive shared by `Tensor.softmax()` and attention.
 enum RowSoftmax {
     /// In place, for each of `rows` rows of `width` contiguous floats (row stride `stride`):
@@ -54,15 +52,5 @@ extension Tensor {
             }
             return out
         }
-    }
-}
-
-extension RowSoftmax {
-    /// Each row ← exp(scale·(x − max)), unnormalised (the caller divides its product by the sum:
-    /// attention's rows no hook reads, in both precisions), and inverse[row] ← 1 / Σ (16 lanes,
-    /// xattn_softmax_unnormalised); false, doing nothing, on a CPU without AVX512-BF16.
-    static func unnormalised(_ p: UnsafeMutablePointer<Float>, rows: Int, width: Int, stride: Int, scale: Float,
-                             inverse: UnsafeMutablePointer<Float>) -> Bool {
-        xattn_softmax_unnormalised(p, stride, Int32(rows), Int32(width), scale, inverse) != 0
     }
 }

@@ -13,13 +13,19 @@ extern "C" {
 
 /// 1 when the CPU executes AVX512F, AVX512BW and AVX512-BF16 and the OS saves the ZMM state.
 int xattn_cpu_has_avx512_bf16(void);
+/// 1 when the CPU executes AVX512F and AVX512BW and the OS saves the ZMM state.
+int xattn_cpu_has_avx512(void);
 
-/// Attention's softmax before a bf16 product, with the normalisation left to the caller: each of
-/// `rows` rows of `keys` scores (row stride `ld`) becomes exp(scale·(x − max)) in place, and
-/// 1 / Σ goes to inverse[row]; the caller scales the product with V by it (bf16 rounding is relative,
-/// 2⁻⁹ of the value, whether before or after the division). 16 lanes (AVX512F); returns 0, doing
-/// nothing, where xattn_cpu_has_avx512_bf16() is 0.
-int xattn_softmax_unnormalised(float *scores, ptrdiff_t ld, int rows, int keys, float scale, float *inverse);
+/// Fused float attention of one head for query rows no hook reads: o[i][c] = Σ_j p_ij·v[j][c] with
+/// p_i = softmax_j(scale·q[i]·k[j]), rows × d from q (row stride q_ld), keys × d from k and v, the
+/// softmax computed online over blocks of keys (attention_f32.c); up to XATTN_ATTENTION_F32_ROWS
+/// rows share each block's keys and values while it is in cache. `scratch`:
+/// xattn_attention_f32_scratch(d) floats, any alignment. Returns 0, doing nothing, where
+/// xattn_cpu_has_avx512() is 0.
+int xattn_attention_f32(const float *q, ptrdiff_t q_ld, const float *k, ptrdiff_t k_ld, const float *v, ptrdiff_t v_ld,
+                        float *o, ptrdiff_t o_ld, int rows, int keys, int d, float scale, float *scratch);
+size_t xattn_attention_f32_scratch(int d);
+enum { XATTN_ATTENTION_F32_ROWS = 128 };
 
 /// Round-to-nearest-even float → bfloat16 (the bits), as vcvtne2ps2bf16 does; NaN stays NaN.
 uint16_t xattn_bf16_from_float(float value);
@@ -62,7 +68,7 @@ int xattn_bf16_width(int kernel, int side);
 /// Words needed for a packed operand.
 size_t xattn_bf16_packed_words(const xattn_bf16_packed *layout);
 
-/// Attention's unnormalised softmax (xattn_softmax_unnormalised) for scores stored by key —
+/// Attention's softmax, unnormalised, for scores stored by key —
 /// scores_t[key·ld + line], as the product K·Qᵀ leaves them — written straight into `packed` (side
 /// XATTN_BF16_COLUMNS, lines = query lines, depth = keys) as bf16 pairs of keys, with inverse[line] ← 1 / Σ over the unrounded exponentials: one
 /// pass for the maxima, one that exponentiates, sums and packs (no float probabilities written).
