@@ -46,7 +46,7 @@ enum KernelSuite {
             compute("conv\(kernel)x\(kernel)", "\(c)->\(c) @ \(size)x\(size)", flops: flops) {
                 _ = x.conv2d(weight: w, bias: b, stride: 1, padding: .uniform(kernel / 2), algorithm: .direct)
             }
-            if kernel == 3 && size >= 16 {
+            if kernel == 3 {
                 compute("conv3x3_winograd", "\(c)->\(c) @ \(size)x\(size)", flops: flops) {
                     _ = x.conv2d(weight: w, bias: b, stride: 1, padding: .uniform(1), algorithm: .winograd)
                 }

@@ -13,8 +13,8 @@ let usage = """
                 --precision fp32|bf16: the form it is loaded in, default fp32)
       --json    one JSON object on stdout instead of a table
     """
-// OpenBLAS opens first, while this is the only thread: choosing its kernel may set the environment.
-if let error = Gemm.prepare() {
+// The engine is set up first, while this is the only thread: choosing OpenBLAS's kernel may set the environment.
+if let error = EngineSetup.prepare() {
     FileHandle.standardError.write(Data("xattn-bench: \(error)\n".utf8))
     exit(1)
 }

@@ -109,7 +109,7 @@ final class ServiceStart {
         extender.resume()
         defer { extender.cancel() }
         let path = settings.model ?? ""
-        if let error = Gemm.prepare() { throw UsageError(error) }
+        if let error = EngineSetup.prepare() { throw UsageError(error) }
         let model = try StableDiffusionModel.load(from: path, tokenizer: settings.tokenizer, precision: settings.precision.resolved)
         let engine = JobAdmission.Engine(model: model, schedule: try NoiseSchedule(config: try NoiseSchedule.Config(near: model.path)),
                                          maxPixels: settings.maxPixels)

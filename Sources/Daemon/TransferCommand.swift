@@ -36,7 +36,7 @@ struct Transfer: ParsableCommand {
         let options = try JobConversion.options(self.options.parameters)
         var clock = Date()
         func lap() -> Double { defer { clock = Date() }; return Date().timeIntervalSince(clock) }
-        if let error = Gemm.prepare() { throw UsageError(error) }
+        if let error = EngineSetup.prepare() { throw UsageError(error) }
         // One run, one form of the weights: the precision asked for, or the fastest this CPU has.
         let model = try StableDiffusionModel.load(from: self.model, tokenizer: tokenizer,
                                                   precision: options.precision ?? Precision.fastest)

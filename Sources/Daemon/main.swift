@@ -6,8 +6,8 @@ import Service
 import Wire
 
 // xattnd: `run` (the service), `transfer` (one job in the foreground), `check-config`, `doctor`.
-// OpenBLAS opens first, while this is the only thread: choosing its kernel may set the environment.
-_ = Gemm.prepare()
+// The engine is set up first, while this is the only thread: choosing OpenBLAS's kernel may set the environment.
+_ = EngineSetup.prepare()
 do {
     var command = try Xattnd.parseAsRoot()
     try command.run()

@@ -36,8 +36,9 @@ import Testing
         #expect(error <= Self.tolerance)
     }
 
-    /// A chunk budget small enough that images are cut into runs of tile rows, and one that packs
-    /// two images per chunk: the same result as one chunk for all.
+    /// A chunk budget small enough that images are cut into runs of tile rows, one that packs two
+    /// images per chunk, and one smaller than U, so the output channels go in blocks (4 + 2): the
+    /// same result as one chunk for all.
     @Test func chunkingDoesNotChangeTheResult() {
         let x = testTensor([3, 8, 37, 21], seed: 34), w = testTensor([6, 8, 3, 3], seed: 35), b = testTensor([6], seed: 36)
         func run(_ bytes: Int) -> (Tensor, Int) {
@@ -52,17 +53,22 @@ import Testing
         let (whole, wholeChunks) = run(32 << 20)
         let (rows, rowChunks) = run(36 * 8 * 4 * 12)      // 12 tiles: two tile rows of 6 per chunk
         let (pairs, pairChunks) = run(36 * 8 * 4 * 120)   // two images of 60 tiles per chunk
-        #expect(wholeChunks == 1 && rowChunks == 15 && pairChunks == 2)
+        let (blocks, blockChunks) = run(36 * 8 * 4 * 4)   // U of 4 outputs per block; one tile row per chunk
+        #expect(wholeChunks == 1 && rowChunks == 15 && pairChunks == 2 && blockChunks == 30)
+        #expect(WinogradConvolution(batch: 3, cin: 8, cout: 6, h: 37, w: 21).outputBlock == 6)
+        #expect(maxScaledError(blocks, whole) <= 1e-6)
         // The products see other widths (sgemm's edge kernels may sum in another order): rounding only.
         #expect(maxScaledError(rows, whole) <= 1e-6)
         #expect(maxScaledError(pairs, whole) <= 1e-6)
     }
 
-    /// `automatic` takes Winograd only where it pays: 3×3, stride 1, padding 1, ≥ 256 tiles.
+    /// `automatic` takes Winograd only where it pays: 3×3, stride 1, padding 1, ≥ 64 tiles.
     @Test func automaticChoosesByShape() {
         #expect(WinogradConvolution.applies(kernel: 3, stride: 1, padding: .uniform(1), batch: 1, h: 64, w: 64))
-        #expect(WinogradConvolution.applies(kernel: 3, stride: 1, padding: .uniform(1), batch: 4, h: 32, w: 32))
-        #expect(!WinogradConvolution.applies(kernel: 3, stride: 1, padding: .uniform(1), batch: 2, h: 32, w: 32))
+        #expect(WinogradConvolution.applies(kernel: 3, stride: 1, padding: .uniform(1), batch: 1, h: 32, w: 32))
+        #expect(WinogradConvolution.applies(kernel: 3, stride: 1, padding: .uniform(1), batch: 4, h: 16, w: 16))
+        #expect(!WinogradConvolution.applies(kernel: 3, stride: 1, padding: .uniform(1), batch: 2, h: 16, w: 16))
+        #expect(!WinogradConvolution.applies(kernel: 3, stride: 1, padding: .uniform(1), batch: 4, h: 8, w: 8))
         #expect(!WinogradConvolution.applies(kernel: 3, stride: 2, padding: .uniform(1), batch: 1, h: 64, w: 64))
         #expect(!WinogradConvolution.applies(kernel: 1, stride: 1, padding: .uniform(0), batch: 1, h: 64, w: 64))
     }

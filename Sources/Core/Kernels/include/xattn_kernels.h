@@ -139,6 +139,11 @@ void xattn_winograd_output(const float *m, ptrdiff_t xi_stride, int h, int w, in
 /// u[ξ·xi_stride + pair].
 void xattn_winograd_weights(const float *g, int pairs, float *u, ptrdiff_t xi_stride);
 
+/// Sets glibc's allocator up for the engine's many-megabyte transient buffers (allocator.c): served
+/// from the heap and kept there when freed, instead of mapped and page-faulted in anew each time.
+/// Call once at start; does nothing on other C libraries.
+void xattn_tune_allocator(void);
+
 /// OpenBLAS, opened on first use after choosing its kernel (openblas.c). NULL when it is open,
 /// else why it could not be opened. Call it once early, before other threads start: it may set
 /// OPENBLAS_CORETYPE in the environment.
