@@ -41,6 +41,7 @@ enum LoadSuite {
     static func child(_ folder: String, precision: Precision) throws {
         let start = Clock.now()
         let model = try StableDiffusionModel.load(from: folder, precision: precision)
+        EngineSetup.releaseFreeMemory()  // as xattnd does after its load
         let seconds = Clock.now() - start
         let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
         func field(_ name: String) -> Double {

@@ -111,6 +111,7 @@ final class ServiceStart {
         let path = settings.model ?? ""
         if let error = EngineSetup.prepare() { throw UsageError(error) }
         let model = try StableDiffusionModel.load(from: path, tokenizer: settings.tokenizer, precision: settings.precision.resolved)
+        EngineSetup.releaseFreeMemory()  // the load's transient buffers (a bf16 conversion's float copies)
         let engine = JobAdmission.Engine(model: model, schedule: try NoiseSchedule(config: try NoiseSchedule.Config(near: model.path)),
                                          maxPixels: settings.maxPixels)
         // A folder's options that this model refuses would fail every drop: refuse them now.

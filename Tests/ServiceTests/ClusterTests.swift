@@ -96,7 +96,10 @@ final class ClusterNode: @unchecked Sendable {
         #expect(!progress.isEmpty && progress.allSatisfy { $0.job == job.id })
         #expect(progress.contains { $0.progress.phase == "generate" && $0.progress.step == $0.progress.total }, "a phase's last step always goes out")
         let previews = client.notifications.filter { $0.method == "job.preview" }.compactMap { try? $0.params.decode(JobPreview.self) }
-        #expect(previews.map(\.step) == [7, 14], "B's previews reach A's watcher")
+        // B keeps only its latest preview in the database; one replaced before A read it is skipped
+        // (protocol/README.md), so a fast job may show A only the last.
+        let steps = previews.map(\.step)
+        #expect(steps == [7, 14] || steps == [14], "B's previews reach A's watcher, the last always: \(steps)")
         #expect(previews.allSatisfy { Data(base64Encoded: $0.png).map { (try? ImageDecoder.decode($0)) != nil } ?? false })
 
         let result = try client.value("job.result", ["job": .string(job.id)], as: JobResult.self)

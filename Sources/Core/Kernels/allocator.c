@@ -16,3 +16,9 @@ void xattn_tune_allocator(void) {
     mallopt(M_TRIM_THRESHOLD, 256 << 20); // freed memory kept for the next layer, up to 256 MiB at a heap's top
 #endif
 }
+
+void xattn_release_free_memory(void) {
+#if defined(__GLIBC__)
+    malloc_trim(0);  // every arena, and whole free pages inside a heap, not only its top
+#endif
+}

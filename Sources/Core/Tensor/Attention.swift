@@ -141,6 +141,9 @@ public enum Attention {
                         v.at(batch: source, head: h), v.tokenStride, out.at(batch: b, head: h) + first * out.tokenStride,
                         out.tokenStride, Int32(rows), Int32(nk), Int32(d), shape.scale, work)
                     precondition(fused != 0, "xattn_attention_f32 refused a shape it takes")
+                    // Its two products, as the profile counts sgemm's.
+                    OpProfile.addFlops(rows, nk, d)
+                    OpProfile.addFlops(rows, d, nk)
                 }
                 return
             }

@@ -10,4 +10,8 @@ public enum EngineSetup {
         xattn_tune_allocator()
         return Gemm.prepare()
     }
+
+    /// Returns the memory the engine freed to the kernel: the allocator keeps it while a job runs
+    /// (`prepare`), a service between jobs should not.
+    public static func releaseFreeMemory() { xattn_release_free_memory() }
 }

@@ -139,6 +139,9 @@ package final class Worker: @unchecked Sendable {
             return
         }
         logger.info("job ended", metadata: ["job_id": "\(job.id)", "state": "\(record.state)"])
+        // The job's buffers, kept by the allocator while it ran, go back: between jobs the
+        // service holds its model only.
+        EngineSetup.releaseFreeMemory()
         pruneResultFiles()
         do {
             try store.pruneImages(days: retention.days, count: retention.count)
@@ -203,8 +206,10 @@ package final class Worker: @unchecked Sendable {
     private func execute(_ job: JobRecord, cancellation: TransferCancellation) -> Outcome {
         do {
             let parameters = try JSONDecoder().decode(TransferParameters.self, from: Data(job.parameters.utf8))
+            // Read again should the store be briefly away (a shared database restarting just after
+            // the claim): that is no reason for the job to fail.
+            let files = try persistently("reading the inputs of job \(job.id)") { try store.inputs(of: job.id) }
             // Checked again here: a job queued while the model loaded was not checked against it.
-            let files = try store.inputs(of: job.id)
             let (options, admitted) = try JobAdmission.admit(files, parameters: parameters, engine: engine, images: true)
             guard let inputs = admitted, let structure = inputs.structure, let appearance = inputs.appearance else {
                 throw WireError.internalError("the job's inputs were not prepared")

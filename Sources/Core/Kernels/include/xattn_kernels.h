@@ -143,6 +143,9 @@ void xattn_winograd_weights(const float *g, int pairs, float *u, ptrdiff_t xi_st
 /// from the heap and kept there when freed, instead of mapped and page-faulted in anew each time.
 /// Call once at start; does nothing on other C libraries.
 void xattn_tune_allocator(void);
+/// Gives the memory freed since back to the kernel (malloc_trim): between jobs, so a resident
+/// service holds its model, not the buffers of its last job.
+void xattn_release_free_memory(void);
 
 /// OpenBLAS, opened on first use after choosing its kernel (openblas.c). NULL when it is open,
 /// else why it could not be opened. Call it once early, before other threads start: it may set
