@@ -31,14 +31,20 @@ enum TransferSuite {
         let vae = try AutoencoderKL(config: VAEConfig(), weights: WeightReader(source: RandomWeights(seed: 2), component: "vae", precision: .fp32),
                                     configPath: "SD 1.5 defaults")
         var seconds: [String: Double] = [:]
-        func measure(_ name: String, batch: Int, _ body: () -> Void) {
+        /// The best of `runs` (the machine's speed moves from minute to minute; a job's steps repeat).
+        func measure(_ name: String, batch: Int, runs: Int = 1, _ body: () -> Void) {
             OpProfile.reset()
             OpProfile.isEnabled = true
-            let start = Clock.now()
             body()
-            let elapsed = Clock.now() - start
             OpProfile.isEnabled = false
-            let gflops = OpProfile.matrixFlops / elapsed / 1e9
+            let flops = OpProfile.matrixFlops
+            var elapsed = Double.infinity
+            for _ in 0..<runs {
+                let start = Clock.now()
+                body()
+                elapsed = min(elapsed, Clock.now() - start)
+            }
+            let gflops = flops / elapsed / 1e9
             seconds[name] = elapsed
             rows.append(["name": name, "batch": batch, "precision": precision.rawValue, "seconds": elapsed, "gflops": gflops,
                          "ratio_to_peak": gflops / peak])
@@ -49,13 +55,15 @@ enum TransferSuite {
         }
         let context2 = benchTensor([2, 77, 768], seed: 3), context4 = benchTensor([4, 77, 768], seed: 3)
         let latents2 = benchTensor([2, 4, 64, 64], seed: 4), latents4 = benchTensor([4, 4, 64, 64], seed: 5)
-        _ = unet(latents2, timesteps: [981], context: context2, freeU: .reference)  // warm-up
-        measure("inversion_step", batch: 2) { _ = unet(latents2, timesteps: [801], context: context2, freeU: .reference) }
+        // The UNet steps, which make up the projection: the first run (counting FLOPs) warms up,
+        // then the best of three.
+        measure("inversion_step", batch: 2, runs: 3) { _ = unet(latents2, timesteps: [801], context: context2, freeU: .reference) }
         let swap = CrossImageProcessor(options: TransferOptions(), counter: 12)
-        measure("generation_step_swap", batch: 4) { _ = unet(latents4, timesteps: [601], context: context4, processor: swap, freeU: .reference) }
+        measure("generation_step_swap", batch: 4, runs: 3) { _ = unet(latents4, timesteps: [601], context: context4, processor: swap, freeU: .reference) }
         let image = benchTensor([1, 3, 512, 512], seed: 6)
-        measure("vae_encode", batch: 1) { _ = vae.encodeMean(image) }
-        measure("vae_decode", batch: 1) { _ = vae.decode(benchTensor([1, 4, 64, 64], seed: 7)) }
+        let latent = benchTensor([1, 4, 64, 64], seed: 7)
+        measure("vae_encode", batch: 1, runs: 2) { _ = vae.encodeMean(image) }
+        measure("vae_decode", batch: 1, runs: 2) { _ = vae.decode(latent) }
 
         // Default job: 2 encodes, 2 × 67 inversion steps of batch 2, 11 generation steps of batch
         // 2 (≈ an inversion step) and 57 of batch 4, 1 decode. The reference: 2 × 100 inversion
