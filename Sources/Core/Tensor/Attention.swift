@@ -127,7 +127,8 @@ public enum Attention {
         let block = rowBlock(keys: nk, queries: nq, batch: shape.batch, threads: ComputePool.shared.threadCount)
         let blocks = (nq + block - 1) / block
         let hooked = shape.hooked(by: hook)
-        let fusable = !shape.causal && xattn_cpu_has_avx512() != 0
+        // What xattn_attention_f32 takes: it declines only without AVX-512, or with no keys or channels.
+        let fusable = !shape.causal && nk > 0 && d > 0 && xattn_cpu_has_avx512() != 0
         ComputePool.shared.parallelFor(shape.batch * blocks) { item, scratch in
             let b = item / blocks
             let first = (item % blocks) * block

@@ -119,6 +119,9 @@ package final class Worker: @unchecked Sendable {
         events.publish(job.id, .state(JobConversion.info(job)))
         logger.info("job started", metadata: ["job_id": "\(job.id)", "attempt": "\(job.attempts)"])
         let outcome = execute(job, cancellation: cancellation)
+        // The job's buffers, kept by the allocator while it ran, go back: between jobs the
+        // service holds its model only.
+        EngineSetup.releaseFreeMemory()
         condition.lock()
         let requeue = running?.requeue ?? false
         running = nil
@@ -139,9 +142,6 @@ package final class Worker: @unchecked Sendable {
             return
         }
         logger.info("job ended", metadata: ["job_id": "\(job.id)", "state": "\(record.state)"])
-        // The job's buffers, kept by the allocator while it ran, go back: between jobs the
-        // service holds its model only.
-        EngineSetup.releaseFreeMemory()
         pruneResultFiles()
         do {
             try store.pruneImages(days: retention.days, count: retention.count)
