@@ -18,8 +18,9 @@ public enum Gemm {
         }
     }()
 
-    /// Opens OpenBLAS now; nil when ready, else why not. Executables call it first thing, before
-    /// any other thread exists (opening may set OPENBLAS_CORETYPE in the environment).
+    /// Opens OpenBLAS now; nil when ready, else why not. `EngineSetup.prepare()` calls it, first
+    /// thing in every executable, before any other thread exists (opening may set
+    /// OPENBLAS_CORETYPE in the environment).
     public static func prepare() -> String? { xattn_blas_open().map { String(cString: $0) } }
 
     /// The kernel OpenBLAS runs ("Haswell", "SkylakeX", "Prescott", …).
