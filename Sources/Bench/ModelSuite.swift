@@ -37,7 +37,9 @@ enum ModelSuite {
         return Double(usage.ru_maxrss) / 1024  // KiB on Linux
     }
 
-    static func run(json: Bool, quick: Bool) throws {
+    /// `only`: that precision alone (no deviation is reported then: fp32 is its reference).
+    static func run(json: Bool, quick: Bool, only: Precision? = nil) throws {
+        let precisions = only.map { [$0] } ?? Self.precisions
         let peak = KernelSuite.peakGflops()
         var rows: [Row] = []
         var profiles: [String: [OpProfile.Entry]] = [:]

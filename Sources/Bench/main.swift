@@ -5,7 +5,8 @@ import Foundation
 let usage = """
     usage: xattn-bench kernels|unet|transfer|sizes|load [--json] [--quick]
       kernels   each kernel at SD 1.5 sizes, GFLOP/s and the ratio to the sgemm peak of the same run
-      unet      the full-size SD 1.5 UNet, VAE and text encoder on random weights (--quick: fewer rounds)
+      unet      the full-size SD 1.5 UNet, VAE and text encoder on random weights (--quick: fewer rounds;
+                --precision fp32|bf16: that precision alone, without bf16's deviation from fp32)
       transfer  one inversion and one generation step, VAE encode/decode, a default job's projection
       sizes     a UNet pass at 512x512, 512x768 and 768x768 (ratios in one run), and a preview's cost
       load      peak against steady resident size while loading a full-size fp32 SD 1.5 from files
@@ -24,7 +25,7 @@ if arguments.contains(where: { ["-h", "--help", "help"].contains($0) }) {
     exit(0)
 }
 /// Every flag must be one the suite takes: a typo must not start a benchmark that runs for minutes.
-let known: [String: Set<String>] = ["kernels": ["--json"], "transfer": ["--json"], "sizes": ["--json"], "unet": ["--json", "--quick"], "load": ["--json", "--dir", "--precision"]]
+let known: [String: Set<String>] = ["kernels": ["--json"], "transfer": ["--json"], "sizes": ["--json"], "unet": ["--json", "--quick", "--precision"], "load": ["--json", "--dir", "--precision"]]
 /// Flags that take a value (the value follows the flag).
 let valued: Set<String> = ["--dir", "--child", "--precision"]
 guard let suite = arguments.first, let flags = known[suite] else {
@@ -34,7 +35,7 @@ guard let suite = arguments.first, let flags = known[suite] else {
 var values: [String: String] = [:]
 var rest = arguments.dropFirst()
 while let argument = rest.popFirst() {
-    if valued.contains(argument), suite == "load", let value = rest.popFirst() {
+    if valued.contains(argument), suite == "load" || (suite == "unet" && argument == "--precision"), let value = rest.popFirst() {
         values[argument] = value
     } else if !flags.contains(argument) || valued.contains(argument) {
         FileHandle.standardError.write(Data("xattn-bench \(suite): unknown argument '\(argument)' (or a value missing)\n\(usage)\n".utf8))
@@ -58,7 +59,13 @@ do {
         } else {
             try LoadSuite.run(json: json, folder: values["--dir"], precision: precision)
         }
-    default: try ModelSuite.run(json: json, quick: arguments.contains("--quick"))
+    default:
+        let only = values["--precision"].map(Precision.init(rawValue:))
+        if let only, only == nil || (only == .bf16 && !Precision.bf16IsSupported) {
+            FileHandle.standardError.write(Data("xattn-bench: --precision must be fp32 or bf16 (bf16 where this CPU runs it)\n".utf8))
+            exit(2)
+        }
+        try ModelSuite.run(json: json, quick: arguments.contains("--quick"), only: only ?? nil)
     }
 } catch {
     FileHandle.standardError.write(Data("xattn-bench: \(error)\n".utf8))
