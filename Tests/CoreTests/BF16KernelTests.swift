@@ -6,8 +6,9 @@ import CKernels
 /// The bf16 products (Sources/Core/Kernels) against a float64 oracle, and the AVX512-BF16 kernel
 /// against the portable one that forms the same sums.
 @Suite struct BF16KernelTests {
-    /// Odd sizes on purpose: partial panels on both sides, an odd depth, three depth blocks.
-    static let (m, n, k) = (37, 70, 517)
+    /// Odd sizes on purpose: partial panels on both sides, an odd depth, depth blocks of every kernel
+    /// (AMX: two of XATTN_BF16_AMX_KC = 1536, the last partial; the vector kernel: seven of 256).
+    static let (m, n, k) = (37, 70, 1601)
 
     static func bf16(_ x: Float) -> Double {
         Double(Float(bitPattern: UInt32(xattn_bf16_from_float_bits(x)) << 16))
@@ -87,13 +88,15 @@ import CKernels
     }
 
     /// The portable kernel reads AMX's layout (rows in 16×16-word tiles, pairs rounded up to 16, depth
-    /// blocks of 512) as well: the same sums, grouped by other blocks, so equal to rounding.
+    /// blocks of 1536) as well: the same sums, grouped by other blocks, so equal to rounding.
     @Test func portableKernelReadsEveryLayout() {
         let a = testTensor([Self.m, Self.k], seed: 13), b = testTensor([Self.k, Self.n], seed: 14)
         let reference = Self.product(a, b, kernel: .portable, portable: true)
         #expect(Self.product(a, b, kernel: .avx512, portable: true) == reference)
         let amx = Tensor(shape: [Self.m, Self.n], scalars: Self.product(a, b, kernel: .amx, portable: true))!
-        #expect(maxScaledError(amx, Tensor(shape: [Self.m, Self.n], scalars: reference)!) <= 1e-5)
+        // Grouped by other blocks: within rounding of 1601-term float sums (measured 1.1·10⁻⁵ scaled);
+        // a word read from the wrong place moves an element by O(1).
+        #expect(maxScaledError(amx, Tensor(shape: [Self.m, Self.n], scalars: reference)!) <= 1e-4)
     }
 
     /// `accumulate` adds to what C holds; every element is written (C started as NaN above).
@@ -101,8 +104,10 @@ import CKernels
         let a = testTensor([Self.m, Self.k], seed: 15), b = testTensor([Self.k, Self.n], seed: 16)
         let start = testTensor([Self.m, Self.n], seed: 17).scalars
         let fresh = Self.product(a, b), added = Self.product(a, b, accumulateOnto: start)
-        let worst = zip(zip(fresh, start), added).map { abs($0.0 + $0.1 - $1) }.max() ?? .nan
-        #expect(worst < 1e-5)
+        // C's start enters the tile's sums first, not last: equal within the rounding of 1601-term float
+        // sums (measured 1.1·10⁻⁵ absolute on elements up to ~50); a start not added moves one by O(1).
+        let worst = zip(zip(fresh, start), added).map { abs($0.0 + $0.1 - $1) / max(1, abs($1)) }.max() ?? .nan
+        #expect(worst < 1e-4)
         #expect(!fresh.contains { $0.isNaN })
     }
 
@@ -127,13 +132,13 @@ import CKernels
     /// The softmax of scores stored by key, packed straight into B's columns (attention's rows no
     /// hook reads), against a float64 softmax packed by the ordinary packer, in both bf16 layouts:
     /// 37 query lines (a full panel and 5 lines of another, whose other lines must be zero words)
-    /// and 517 keys (odd: a zero odd half; past one AMX depth block of 512 and two vector ones of
+    /// and 1601 keys (odd: a zero odd half; past one AMX depth block of 1536 and six vector ones of
     /// 256). Each bf16 half within one bf16 unit in the last place (2⁻⁷ relative) of the float64
     /// value's rounding: the exponential's own error (≤ 2.2·10⁻⁷ relative) can move a value across a
     /// rounding boundary, nothing more; 1/Σ within 10⁻⁵ relative (measured ≤ 2·10⁻⁷).
     @Test(.enabled(if: BF16Gemm.vectorKernelIsSupported), arguments: [BF16Gemm.Kernel.avx512, .amx])
     func softmaxPackedByKeyMatchesFloat64(kernel: BF16Gemm.Kernel) throws {
-        let (lines, keys, scale): (Int, Int, Float) = (37, 517, 0.35)
+        let (lines, keys, scale): (Int, Int, Float) = (37, 1601, 0.35)
         let byKey = testTensor([keys, lines], seed: 23).scalars.map { $0 * 9 }
         var expected = [Float](repeating: 0, count: keys * lines), sums = [Double](repeating: 0, count: lines)
         for l in 0..<lines {
@@ -192,13 +197,13 @@ func xattn_bf16_from_float_bits(_ x: Float) -> UInt16 { BF16Gemm.roundToBF16(x) 
     }
 
     /// The fused unfold-and-pack against packing the float im2col, word for word, in every kernel's
-    /// layout: a part of the positions (from 17, 70 lines: a partial panel), a depth of 549 (three
-    /// vector-kernel blocks, the last with 19 pairs: a partial group of unfolded pairs; two AMX
-    /// blocks), packed whole and one depth block at a time into each block's own operand (as the
+    /// layout: a part of the positions (from 17, 70 lines: a partial panel), a depth of 1629 (seven
+    /// vector-kernel blocks, the last with 47 pairs: a partial group of unfolded pairs; two AMX
+    /// blocks, the last likewise), packed whole and one depth block at a time into each block's own operand (as the
     /// convolution does).
     @Test(arguments: [BF16Gemm.Kernel.portable, .avx512, .amx])
     func unfoldedPackingMatchesEveryLayout(kernel: BF16Gemm.Kernel) {
-        let (cin, h, w, first, lines) = (61, 12, 11, 17, 70)
+        let (cin, h, w, first, lines) = (181, 12, 11, 17, 70)
         var state: UInt64 = 99
         func random() -> Float { state = state &* 6364136223846793005 &+ 1442695040888963407; return Float(Int64(bitPattern: state >> 11) % 2001 - 1000) / 500 }
         let x = (0..<(cin * h * w)).map { _ in random() }
@@ -223,7 +228,7 @@ func xattn_bf16_from_float_bits(_ x: Float) -> UInt16 { BF16Gemm.roundToBF16(x) 
                 xattn_bf16_pack_unfolded(&geometry, Int32(first), block * xattn_bf16_block_depth(kernel.rawValue), &scratch, &part)
             }
         }
-        #expect(blocks == (kernel == .amx ? 2 : 3))
+        #expect(blocks == (kernel == .amx ? 2 : 7))
         let count = BF16Gemm.words(expected.layout)
         for packed in [whole, byBlocks] {
             let differing = (0..<count).filter { packed.layout.words[$0] != expected.layout.words[$0] }
@@ -234,10 +239,10 @@ func xattn_bf16_from_float_bits(_ x: Float) -> UInt16 { BF16Gemm.roundToBF16(x) 
     /// A 3×3 convolution as the UNet's (stride 1, padding 1) and its downsampler's (stride 2, padding
     /// right and bottom only), odd channel counts, through both schedules (ConvBF16.swift): a map of
     /// 18 runs of 256 positions (depth blocks per run, up to 9 threads), and small maps packed once
-    /// whose work items split the output channels (150 of them, three AMX blocks; and 70: five
+    /// whose work items split the output channels (150 of them, over 350 input channels: three AMX blocks; and 70: five
     /// panels in either layout, which four parts of two panels would leave one part empty).
     @Test(arguments: [(5, 72, 64, 1, Padding2D.uniform(1), 19), (5, 24, 26, 1, Padding2D.uniform(1), 19),
-                      (7, 40, 38, 2, Padding2D(top: 0, left: 0, bottom: 1, right: 1), 19), (130, 9, 7, 1, Padding2D.uniform(1), 150),
+                      (7, 40, 38, 2, Padding2D(top: 0, left: 0, bottom: 1, right: 1), 19), (350, 9, 7, 1, Padding2D.uniform(1), 150),
                       (9, 8, 8, 1, Padding2D.uniform(1), 70)])
     func fusedPackingEqualsUnfoldThenPack(cin: Int, h: Int, w: Int, stride: Int, padding: Padding2D, cout: Int) throws {
         var state: UInt64 = 12345

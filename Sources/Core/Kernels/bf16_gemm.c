@@ -199,7 +199,7 @@ static int pack_depth_contiguous(const float *source, ptrdiff_t line_stride, con
     if (!xattn_cpu_has_avx512_bf16()) return 0;
     const int width = width_of(packed), lines = packed->lines, depth = packed->depth;
     const int transposed = !tiled_rows(packed) && width % 16 == 0;
-    uint32_t run[XATTN_BF16_KC + 16];
+    uint32_t run[(XATTN_BF16_AMX_KC > XATTN_BF16_KC ? XATTN_BF16_AMX_KC : XATTN_BF16_KC) / 2 + 16];  // a block's pairs
     const int kc = block_depth(packed);
     for (int block = 0; block < block_count(packed); block++) {
         const int pairs = block_pairs(packed, block);
@@ -265,7 +265,7 @@ static void clear(const xattn_bf16_packed *a, const xattn_bf16_packed *b, int a_
     int j0 = b_first * bw, j1 = b_end * bw;
     if (j1 > b->lines) j1 = b->lines;
     for (int i = a_first * aw; i < a->lines && i < a_end * aw; i++)
-        if (j1 > j0) memset(c + i * ldc + j0, 0, (size_t)(j1 - j0) * sizeof(float));
+        if (j1 > j0) memset(c + (i - a_first * aw) * ldc, 0, (size_t)(j1 - j0) * sizeof(float));
 }
 
 #if XATTN_X86
@@ -314,7 +314,7 @@ static void gemm_avx512(const xattn_bf16_packed *a, const xattn_bf16_packed *b, 
             for (int ap = a_first; ap < a_end; ap++) {
                 const int above = a->lines - ap * 14, rows = above < 14 ? above : 14;
                 tile_avx512(pairs, a_block + (size_t)ap * 14 * pairs, b_block + (size_t)bp * 32 * pairs,
-                            c + (ptrdiff_t)ap * 14 * ldc + bp * 32, ldc, rows, cols, accumulate || block > 0);
+                            c + (ptrdiff_t)(ap - a_first) * 14 * ldc + (bp - b_first) * 32, ldc, rows, cols, accumulate || block > 0);
             }
         }
     }
@@ -379,15 +379,17 @@ static inline void amx_corner(const uint32_t *a0, int a_rows, const uint32_t *b_
 #undef XATTN_TILE_OUT
 }
 
-/// The corner of C at A's panels ap, ap + 1 (when below a_end) and B's panel bp, in one depth block.
+/// The corner of C at A's panels ap, ap + 1 (when below a_end) and B's panel bp, in one depth block;
+/// c is C's element at A's panel a_first and B's panel b_first.
 __attribute__((target("amx-tile,amx-bf16,avx512f")))
 static inline void amx_corner_at(const xattn_bf16_packed *a, const xattn_bf16_packed *b, const uint32_t *a_block,
-                                 const uint32_t *b_block, int pairs, int ap, int a_end, int bp, float *c, ptrdiff_t ldc,
+                                 const uint32_t *b_block, int pairs, int a_first, int ap, int a_end, int b_first, int bp,
+                                 float *c, ptrdiff_t ldc,
                                  int first, float buffer[4][16 * 16]) {
     const int below = a->lines - ap * 16;
     const int a_rows = ap + 1 < a_end ? below : below < 16 ? below : 16;
     amx_corner(a_block + (size_t)ap * 16 * pairs, a_rows, b_block + (size_t)bp * 32 * pairs, b->lines - bp * 32, pairs,
-               c + (ptrdiff_t)ap * 16 * ldc + bp * 32, ldc, first, buffer);
+               c + (ptrdiff_t)(ap - a_first) * 16 * ldc + (bp - b_first) * 32, ldc, first, buffer);
 }
 
 /// Per depth block, the operand whose block is larger is walked once, panel by panel, in the outer
@@ -410,11 +412,11 @@ static void gemm_amx(const xattn_bf16_packed *a, const xattn_bf16_packed *b, int
         if (a_outer) {
             for (int ap = a_first; ap < a_end; ap += 2)
                 for (int bp = b_first; bp < b_end; bp++)
-                    amx_corner_at(a, b, a_block, b_block, pairs, ap, a_end, bp, c, ldc, first, buffer);
+                    amx_corner_at(a, b, a_block, b_block, pairs, a_first, ap, a_end, b_first, bp, c, ldc, first, buffer);
         } else {
             for (int bp = b_first; bp < b_end; bp++)
                 for (int ap = a_first; ap < a_end; ap += 2)
-                    amx_corner_at(a, b, a_block, b_block, pairs, ap, a_end, bp, c, ldc, first, buffer);
+                    amx_corner_at(a, b, a_block, b_block, pairs, a_first, ap, a_end, b_first, bp, c, ldc, first, buffer);
         }
     }
     _tile_release();
@@ -460,7 +462,7 @@ void xattn_bf16_gemm_portable(const xattn_bf16_packed *a, const xattn_bf16_packe
                     sum += xattn_float_from_bf16((uint16_t)(x >> 16)) * xattn_float_from_bf16((uint16_t)(y >> 16));
                     sum += xattn_float_from_bf16((uint16_t)x) * xattn_float_from_bf16((uint16_t)y);
                 }
-                float *out = c + i * ldc + j;
+                float *out = c + (i - a_first * aw) * ldc + (j - b_first * bw);
                 *out = accumulate || block > 0 ? *out + sum : sum;
             }
         }

@@ -22,9 +22,8 @@ static inline int pair_multiple(const xattn_bf16_packed *p) { return p->kernel =
 /// AMX's rows: 16 pairs of one line are adjacent (a tile row), tiles of 16 lines one after another.
 static inline int tiled_rows(const xattn_bf16_packed *p) { return p->kernel == XATTN_BF16_AMX && p->side == XATTN_BF16_ROWS; }
 
-/// Depth per block: 256 for the vector kernel (a B panel of 16 KiB stays in L1), 512 for AMX
-/// (fewer passes of the C tiles through memory; A's 16-row panel is then 16 KiB, B's 32 KiB).
-static inline int block_depth(const xattn_bf16_packed *p) { return p->kernel == XATTN_BF16_AMX ? 2 * XATTN_BF16_KC : XATTN_BF16_KC; }
+/// Depth per block (xattn_kernels.h): XATTN_BF16_KC for the vector kernel, XATTN_BF16_AMX_KC for AMX.
+static inline int block_depth(const xattn_bf16_packed *p) { return p->kernel == XATTN_BF16_AMX ? XATTN_BF16_AMX_KC : XATTN_BF16_KC; }
 
 static inline int block_pairs(const xattn_bf16_packed *p, int block) {
     const int kc = block_depth(p);

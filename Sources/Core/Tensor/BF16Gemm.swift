@@ -121,10 +121,21 @@ public enum BF16Gemm {
         }
     }
 
-    /// C = A·B (or C += A·B) on the calling thread, for A's panels `aPanels` and B's `bPanels`.
+    /// C = A·B (or C += A·B) on the calling thread, for A's panels `aPanels` and B's `bPanels`; `c` is
+    /// C's origin (element [0, 0]).
     @inline(__always)
     static func multiplySerial(_ a: xattn_bf16_packed, _ b: xattn_bf16_packed, aPanels: Range<Int>, bPanels: Range<Int>,
                                c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, portable: Bool = false) {
+        multiplySerial(a, b, aPanels: aPanels, bPanels: bPanels,
+                       block: c + aPanels.lowerBound * width(a) * ldc + bPanels.lowerBound * width(b),
+                       ldc: ldc, accumulate: accumulate, portable: portable)
+    }
+
+    /// `multiplySerial` where `block` points at the block's first element, C[aPanels.lowerBound·width]
+    /// [bPanels.lowerBound·width] (a buffer that holds only this block).
+    @inline(__always)
+    static func multiplySerial(_ a: xattn_bf16_packed, _ b: xattn_bf16_packed, aPanels: Range<Int>, bPanels: Range<Int>,
+                               block c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, portable: Bool = false) {
         precondition(a.depth == b.depth && a.kernel == b.kernel,
                      "bf16 product: depths \(a.depth), \(b.depth) or layouts \(a.kernel), \(b.kernel) differ")
         var a = a, b = b

@@ -36,7 +36,9 @@ float xattn_float_from_bf16(uint16_t bits);
 /// vector kernel's sums in its order (tests; any CPU).
 enum { XATTN_BF16_PORTABLE = 0, XATTN_BF16_AVX512 = 1, XATTN_BF16_AMX = 2 };
 enum { XATTN_BF16_ROWS = 0, XATTN_BF16_COLUMNS = 1 };
-enum { XATTN_BF16_KC = 256 };
+/// Depth per block: the vector kernel's (a B panel of 16 KiB stays in L1) and AMX's (docs/PERFORMANCE.md,
+/// "Precision": its C tiles go through memory once per block, which costs more than operands from L2).
+enum { XATTN_BF16_KC = 256, XATTN_BF16_AMX_KC = 1536 };
 
 /// The best kernel this CPU and OS run: AMX when the CPU has AMX-BF16 and the kernel grants the
 /// process the tile state (arch_prctl), else AVX512-BF16 when present, else XATTN_BF16_PORTABLE
@@ -48,7 +50,7 @@ int xattn_bf16_kernel(void);
 int xattn_bf16_is_faster(void);
 
 /// The packed operand layout. A matrix of `lines` lines (rows of A, or columns of B), each `depth`
-/// long (the shared k), is cut into depth blocks of XATTN_BF16_KC (AMX: twice that) and line panels of
+/// long (the shared k), is cut into depth blocks of XATTN_BF16_KC (AMX: XATTN_BF16_AMX_KC) and line panels of
 /// xattn_bf16_width(kernel, side) lines (lines past `lines` are zero). A 32-bit word holds a pair of
 /// depths (2p, 2p+1) of one line as bf16, low half first (zero past the end). Inside a block, panel by
 /// panel, words go pair by pair (each pair: the panel's lines in order), except AMX's rows, which go
@@ -108,7 +110,8 @@ int xattn_bf16_block_depth(int kernel);
 xattn_bf16_packed xattn_bf16_depth_block(const xattn_bf16_packed *packed, int block);
 
 /// C[i][j] (=|+=) Σ_k A[i][k]·B[k][j] over bf16 operands with float accumulation, for A's panels
-/// a_panels and B's panels b_panels (half-open panel index ranges), C row-major with row stride ldc.
+/// a_panels and B's panels b_panels (half-open panel index ranges), C row-major with row stride ldc;
+/// `c` points at the block's first element, C[a_first_panel·width][b_first_panel·width].
 /// `accumulate` 0 overwrites C, 1 adds to it. Calls with disjoint panel ranges may run at once.
 /// Runs the kernel both layouts were made for (they must agree).
 void xattn_bf16_gemm(const xattn_bf16_packed *a, const xattn_bf16_packed *b,
