@@ -69,6 +69,15 @@ public struct LinearLayer: Sendable {
         case let .bf16(packed): return x.linear(packed: packed, bias: bias)
         }
     }
+
+    /// `self(x).geglu()`, [..., in] → [..., out / 2]: fused for bf16 weights (`linearGEGLU`); fp32
+    /// keeps the reference's two steps.
+    public func geglu(_ x: Tensor) -> Tensor {
+        switch weight {
+        case let .fp32(tensor): return x.linear(weight: tensor, bias: bias).geglu()
+        case let .bf16(packed): return x.linearGEGLU(packed: packed, bias: bias)
+        }
+    }
 }
 
 /// `nn.GroupNorm` with affine parameters [C].

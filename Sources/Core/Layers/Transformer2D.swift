@@ -50,7 +50,7 @@ struct TransformerBlock: Sendable {
         var h = x
         h.add(attn1(norm1(h), context: nil, processor: processor, site: selfSite))
         h.add(attn2(norm2(h), context: context, processor: processor, site: crossSite))
-        h.add(ffOut(ffIn(norm3(h)).geglu()))
+        h.add(ffOut(ffIn.geglu(norm3(h))))
         return h
     }
 }

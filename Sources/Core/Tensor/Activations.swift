@@ -45,21 +45,28 @@ extension Tensor {
                 out.withUnsafeMutablePointer { dst in
                     parallelRanges(rows, grain: max(1, 8192 / max(half, 1))) { range in
                         for row in range {
-                            let hidden = src + row * width, gate = hidden + half, o = dst + row * half
-                            var i = 0
-                            while i < half {
-                                let n = min(8, half - i)
-                                let g = n == 8 ? load8(gate + i) : loadPartial(gate + i, n)
-                                let h = n == 8 ? load8(hidden + i) : loadPartial(hidden + i, n)
-                                let y = h * (0.5 * g * (1 + verf(g * 0.70710678118654752)))
-                                if n == 8 { store8(y, o + i) } else { storePartial(y, o + i, n) }
-                                i += 8
-                            }
+                            let hidden = src + row * width
+                            Self.gegluRow(hidden: hidden, gate: hidden + half, out: dst + row * half, count: half)
                         }
                     }
                 }
             }
             return out
+        }
+    }
+
+    /// One row of GEGLU: out[i] = hidden[i] · gelu(gate[i]) (exact erf form), i < count. Shared by
+    /// `geglu()` and the fused `linearGEGLU(packed:bias:)`, so that both round alike.
+    @inline(__always)
+    static func gegluRow(hidden: UnsafePointer<Float>, gate: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, count: Int) {
+        var i = 0
+        while i < count {
+            let n = min(8, count - i)
+            let g = n == 8 ? load8(gate + i) : loadPartial(gate + i, n)
+            let h = n == 8 ? load8(hidden + i) : loadPartial(hidden + i, n)
+            let y = h * (0.5 * g * (1 + verf(g * 0.70710678118654752)))
+            if n == 8 { store8(y, out + i) } else { storePartial(y, out + i, n) }
+            i += 8
         }
     }
 
