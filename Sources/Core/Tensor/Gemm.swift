@@ -162,8 +162,11 @@ extension Tensor {
             out.withUnsafeMutablePointer { c in
                 if let bias {
                     precondition(bias.shape == [outFeatures], "linear bias \(bias.shape) ≠ [\(outFeatures)]")
+                    // Split over the pool: one thread filled 5 MB per layer at SD 1.5's first level.
                     bias.withUnsafePointer { b in
-                        for r in 0..<rows { (c + r * outFeatures).update(from: b, count: outFeatures) }
+                        parallelRanges(rows, grain: max(1, (1 << 15) / max(outFeatures, 1))) { range in
+                            for r in range { (c + r * outFeatures).update(from: b, count: outFeatures) }
+                        }
                     }
                 }
                 withUnsafePointer { x in product(x, c, rows, bias != nil) }
