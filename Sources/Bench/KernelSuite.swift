@@ -84,6 +84,26 @@ enum KernelSuite {
                 cc.withUnsafeMutablePointer { BF16Gemm.multiply(pa, pb, c: $0, ldc: n, accumulate: false) }
             }
         }
+        // The transformer's linear layers at the first level (4096 tokens of 320): attention's
+        // projections, the feed-forward's output, and its GEGLU input layer fused and not.
+        if Precision.bf16IsSupported {
+            for (inputs, outputs) in [(320, 320), (1280, 320)] {
+                let x = benchTensor([4096, inputs], seed: 14), w = PackedBF16(transposedColumnsOf: benchTensor([outputs, inputs], seed: 15))
+                let bias = benchTensor([outputs], seed: 16)
+                compute("linear_bf16", "4096x\(inputs) -> \(outputs)", flops: 2.0 * 4096 * Double(inputs * outputs)) {
+                    _ = x.linear(packed: w, bias: bias)
+                }
+            }
+            let x = benchTensor([4096, 320], seed: 14), w = PackedBF16(transposedColumnsOf: benchTensor([2560, 320], seed: 17))
+            let bias = benchTensor([2560], seed: 18)
+            compute("linear_geglu_bf16", "4096x320 -> 2x1280 fused", flops: 2.0 * 4096 * 320 * 2560) {
+                _ = x.linearGEGLU(packed: w, bias: bias)
+            }
+            compute("linear_geglu_bf16", "4096x320 -> 2x1280 in two", flops: 2.0 * 4096 * 320 * 2560) {
+                _ = x.linear(packed: w, bias: bias).geglu()
+            }
+        }
+
         // Cross-attention: 4096 queries against the 77 text tokens.
         let kc = benchTensor([2, 77, 320], seed: 8), vc = benchTensor([2, 77, 320], seed: 9)
         compute("cross_attention", "B2 H8 4096x77 d40", flops: 2 * 2 * 2.0 * 8 * 4096 * 77 * 40) {

@@ -1,3 +1,5 @@
+import CKernels
+
 /// Pointwise activations and arithmetic, vectorised and split over the compute pool.
 extension Tensor {
     /// Applies `op` to every element, in place when this tensor owns its storage.
@@ -59,6 +61,7 @@ extension Tensor {
     /// `geglu()` and the fused `linearGEGLU(packed:bias:)`, so that both round alike.
     @inline(__always)
     static func gegluRow(hidden: UnsafePointer<Float>, gate: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, count: Int) {
+        if xattn_geglu(hidden, gate, out, Int32(count)) != 0 { return }  // 16 lanes, no division (geglu.c)
         var i = 0
         while i < count {
             let n = min(8, count - i)

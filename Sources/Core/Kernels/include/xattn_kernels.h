@@ -25,6 +25,10 @@ int xattn_cpu_has_avx512(void);
 int xattn_attention_f32(const float *q, ptrdiff_t q_ld, const float *k, ptrdiff_t k_ld, const float *v, ptrdiff_t v_ld,
                         float *o, ptrdiff_t o_ld, int rows, int keys, int d, float scale, float *scratch);
 size_t xattn_attention_f32_scratch(int d);
+
+/// GEGLU's gate: out[i] = hidden[i] · gelu(gate[i]), i < count (geglu.c), with the erf of
+/// Sources/Core/Tensor/VectorMath.swift's verf. Returns 0, doing nothing, without AVX-512 here.
+int xattn_geglu(const float *hidden, const float *gate, float *out, int count);
 enum { XATTN_ATTENTION_F32_ROWS = 128 };
 
 /// Round-to-nearest-even float → bfloat16 (the bits), as vcvtne2ps2bf16 does; NaN stays NaN.
