@@ -1,9 +1,10 @@
 import CKernels
 
 extension ConvGeometry {
-    /// Output positions per work item of a bf16 convolution: 256 × a depth block of 512 packs into
-    /// 256 KiB, which is still in L2 when it is multiplied; fewer positions per item would read the
-    /// weights (up to 59 MB in SD 1.5's deepest convolutions) once more per item.
+    /// Output positions per work item of a bf16 convolution: 256 × an AMX depth block of 1536 packs
+    /// into 768 KiB, which is still in L2 when it is multiplied; fewer positions per item would read
+    /// the weights (up to 59 MB in SD 1.5's deepest convolutions) once more per item. (512 was
+    /// tried with the 1536-deep blocks: no difference this machine's noise let through.)
     static let bf16PositionsPerItem = 256
 
     /// The most an image's whole unfolded input may take, packed, for `runBF16PackedOnce` (SD 1.5 at
