@@ -73,6 +73,20 @@ import Core
         }
     }
 
+    /// [B, A, N] → [B, N, A] element for element: sides that are and are not multiples of the 16×16
+    /// register blocks (transpose.c) and of the 32-row work items, one and several batch items.
+    @Test(arguments: [[1, 320, 64], [2, 37, 53], [3, 16, 16], [1, 1, 70], [2, 70, 1], [1, 33, 17]])
+    func transposeMovesEveryElement(shape: [Int]) {
+        let x = testTensor(shape, seed: 31)
+        let (b, a, n) = (shape[0], shape[1], shape[2])
+        let t = x.transposedLastTwo()
+        #expect(t.shape == [b, n, a])
+        let s = x.scalars, u = t.scalars
+        var wrong = 0
+        for bi in 0..<b { for r in 0..<a { for c in 0..<n where u[(bi * n + c) * a + r] != s[(bi * a + r) * n + c] { wrong += 1 } } }
+        #expect(wrong == 0)
+    }
+
     @Test func concatAndSliceChannels() {
         let a = testTensor([2, 3, 4, 5], seed: 11), b = testTensor([2, 5, 4, 5], seed: 12)
         let joined = Tensor.concatChannels([a, b])

@@ -1,3 +1,5 @@
+import CKernels
+
 /// Layout changes and broadcasts between feature maps ([B, C, H, W]) and token sequences
 /// ([B, N, C]), plus gathers.
 extension Tensor {
@@ -16,6 +18,8 @@ extension Tensor {
                     ComputePool.shared.parallelFor(batch * rowTiles) { item in
                         let b = item / rowTiles, r0 = (item % rowTiles) * tile, r1 = min(a, r0 + tile)
                         let s = src + b * a * n, d = dst + b * a * n
+                        // 16×16 blocks in AVX-512 registers (transpose.c), else one float at a time.
+                        if xattn_transpose_f32(s, Int32(a), Int32(n), d, Int32(r0), Int32(r1)) != 0 { return }
                         var c0 = 0
                         while c0 < n {
                             let c1 = min(n, c0 + tile)

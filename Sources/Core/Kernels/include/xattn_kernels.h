@@ -29,6 +29,10 @@ size_t xattn_attention_f32_scratch(int d);
 /// GEGLU's gate: out[i] = hidden[i] · gelu(gate[i]), i < count (geglu.c), with the erf of
 /// Sources/Core/Tensor/VectorMath.swift's verf. Returns 0, doing nothing, without AVX-512 here.
 int xattn_geglu(const float *hidden, const float *gate, float *out, int count);
+
+/// dst[c·rows + r] = src[r·cols + c] for rows first_row..<end_row and every column (transpose.c).
+/// Returns 0, doing nothing, without AVX-512 here.
+int xattn_transpose_f32(const float *src, int rows, int cols, float *dst, int first_row, int end_row);
 enum { XATTN_ATTENTION_F32_ROWS = 128 };
 
 /// Round-to-nearest-even float → bfloat16 (the bits), as vcvtne2ps2bf16 does; NaN stays NaN.
