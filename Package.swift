@@ -121,7 +121,7 @@ let package = Package(
 
         .testTarget(
             name: "CoreTests",
-            dependencies: ["Core", "Wire", "CKernels"],
+            dependencies: ["Core", "Wire", "CKernels", "SystemCalls"],
             path: "Tests/CoreTests",
             swiftSettings: engineSettings
         ),

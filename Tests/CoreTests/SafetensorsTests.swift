@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Core
+import SystemCalls
 
 /// The reader against files written by the reference `safetensors` package, our writer, and
 /// hand-built broken files: each defect gets its own typed error naming the file and the tensor.
@@ -40,6 +41,20 @@ import Core
             #expect(try file.tensor("empty").shape == [0, 4])
             #expect(file.metadata == ["k": "v\"q"])
         }
+    }
+
+    /// The atomic writer's loop, in parts far smaller than the data (its real part is 1 GiB, below
+    /// write(2)'s 2 GiB limit, past which Foundation's writer corrupted a 3.4 GB model file): every
+    /// byte in place, an existing file replaced, no temporary left; a failed write leaves nothing.
+    @Test func atomicWriteInPartsKeepsEveryByte() throws {
+        let path = directory.appendingPathComponent("parts.bin").path
+        _ = FileManager.default.createFile(atPath: path, contents: Data([9, 9, 9]))
+        let bytes = Data((0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) })
+        try POSIX.writeAtomically(bytes, to: path, part: 7)
+        #expect(FileManager.default.contents(atPath: path) == bytes)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.contains("partial") }.isEmpty)
+        let missing = directory.appendingPathComponent("no-such-folder/x.bin").path
+        #expect(throws: SystemCallError.self) { try POSIX.writeAtomically(bytes, to: missing) }
     }
 
     @Test func bf16RoundsToNearestEven() throws {

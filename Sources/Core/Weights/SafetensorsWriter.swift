@@ -1,4 +1,5 @@
 import Foundation
+import SystemCalls
 
 /// Writes `.safetensors` files: tests build fixtures with it, the inversion cache stores latents.
 public enum SafetensorsWriter {
@@ -54,11 +55,10 @@ public enum SafetensorsWriter {
         metadata: [String: String] = [:]
     ) throws {
         let data = serialize(tensors, as: type, metadata: metadata)
-        let url = URL(fileURLWithPath: path)
         do {
-            try data.write(to: url, options: .atomic)
+            try POSIX.writeAtomically(data, to: path)
         } catch {
-            throw SafetensorsError.writeFailed(file: path, reason: error.localizedDescription)
+            throw SafetensorsError.writeFailed(file: path, reason: "\(error)")
         }
     }
 
